@@ -1,0 +1,282 @@
+#include "config/config.h"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <cstring>
+#include <sstream>
+
+namespace wsrelay::config {
+namespace {
+
+// Thrown inside this file only, caught in parse_config(): the walk below stays readable, and no
+// exception leaves the config layer.
+struct ConfigError {
+    std::string message;
+};
+
+class Walker {
+public:
+    explicit Walker(std::string_view source) : source_(source) {}
+
+    [[noreturn]] void fail(const toml::node* node, const std::string& key, const std::string& what) const {
+        std::ostringstream m;
+        m << source_;
+        if (node && node->source().begin) m << ':' << node->source().begin.line << ':' << node->source().begin.column;
+        m << ": " << key << ": " << what;
+        throw ConfigError{m.str()};
+    }
+
+    static std::string type_name(const toml::node& n) {
+        switch (n.type()) {
+            case toml::node_type::table: return "a table";
+            case toml::node_type::array: return "an array";
+            case toml::node_type::string: return "a string";
+            case toml::node_type::integer: return "an integer";
+            case toml::node_type::floating_point: return "a float";
+            case toml::node_type::boolean: return "a boolean";
+            default: return "a date/time";
+        }
+    }
+
+    // Checks that `table` has only the keys in `known`.
+    void only_keys(const toml::table& table, const std::string& prefix, std::initializer_list<std::string_view> known) const {
+        for (const auto& [k, v] : table) {
+            bool found = false;
+            for (auto n : known) found = found || k.str() == n;
+            if (!found) fail(&v, prefix + std::string(k.str()), "unknown key");
+        }
+    }
+
+    const toml::table* table(const toml::table& parent, std::string_view key, const std::string& path) const {
+        const toml::node* n = parent.get(key);
+        if (!n) return nullptr;
+        if (!n->is_table()) fail(n, path, "expected a table, got " + type_name(*n));
+        return n->as_table();
+    }
+
+    void boolean(const toml::table& t, std::string_view key, const std::string& path, bool& out) const {
+        if (const toml::node* n = t.get(key)) {
+            if (!n->is_boolean()) fail(n, path, "expected a boolean (true or false), got " + type_name(*n));
+            out = n->as_boolean()->get();
+        }
+    }
+
+    void string(const toml::table& t, std::string_view key, const std::string& path, std::string& out) const {
+        if (const toml::node* n = t.get(key)) {
+            if (!n->is_string()) fail(n, path, "expected a string, got " + type_name(*n));
+            out = n->as_string()->get();
+        }
+    }
+
+    template <class Int>
+    void integer(const toml::table& t, std::string_view key, const std::string& path, Int& out, int64_t min,
+                 int64_t max) const {
+        if (const toml::node* n = t.get(key)) {
+            if (!n->is_integer()) fail(n, path, "expected an integer, got " + type_name(*n));
+            const int64_t v = n->as_integer()->get();
+            if (v < min || v > max)
+                fail(n, path, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                                  std::to_string(v));
+            out = static_cast<Int>(v);
+        }
+    }
+
+    void duration(const toml::table& t, std::string_view key, const std::string& path, uint64_t& out_ms,
+                  uint64_t min_ms) const {
+        if (const toml::node* n = t.get(key)) {
+            if (!n->is_string()) fail(n, path, "expected a duration string like \"10s\" or \"500ms\", got " + type_name(*n));
+            uint64_t ms = 0;
+            if (!parse_duration_ms(n->as_string()->get(), ms))
+                fail(n, path, "malformed duration \"" + n->as_string()->get() + "\" (use e.g. \"250ms\", \"10s\", \"5m\", \"1h\")");
+            if (ms < min_ms) fail(n, path, "must be at least " + format_duration(min_ms));
+            out_ms = ms;
+        }
+    }
+
+    void room(const toml::table& t, const std::string& prefix, RoomSettings& out) const {
+        boolean(t, "echo", prefix + "echo", out.echo);
+        integer(t, "max_members", prefix + "max_members", out.max_members, 0, 100'000'000);
+    }
+
+private:
+    std::string source_;
+};
+
+void walk(const toml::table& root, const Walker& w, Config& c) {
+    w.only_keys(root, "", {"server", "listen", "limits", "timeouts", "rooms", "room"});
+
+    if (const auto* s = w.table(root, "server", "server")) {
+        w.only_keys(*s, "server.", {"www_root", "log_level", "healthz"});
+        w.string(*s, "www_root", "server.www_root", c.www_root);
+        std::string level(util::log_level_name(c.log_level));
+        w.string(*s, "log_level", "server.log_level", level);
+        const auto parsed = util::parse_log_level(level);
+        if (!parsed) w.fail(s->get("log_level"), "server.log_level", "expected one of err, warning, notice, info, debug");
+        c.log_level = *parsed;
+        w.boolean(*s, "healthz", "server.healthz", c.healthz);
+    }
+
+    if (const toml::node* n = root.get("listen")) {
+        const toml::array* arr = n->as_array();
+        if (!arr || !arr->is_array_of_tables()) w.fail(n, "listen", "expected [[listen]] tables");
+        size_t i = 0;
+        for (const toml::node& item : *arr) {
+            const std::string prefix = "listen[" + std::to_string(i++) + "].";
+            const toml::table& t = *item.as_table();
+            w.only_keys(t, prefix, {"address"});
+            Listen l;
+            w.string(t, "address", prefix + "address", l.address);
+            if (!t.get("address")) w.fail(&item, prefix + "address", "missing (e.g. address = \"127.0.0.1:8080\")");
+            const auto a = util::parse_socket_address(l.address);
+            if (!a) w.fail(t.get("address"), prefix + "address", "expected \"IPv4:port\" or \"[IPv6]:port\", got \"" + l.address + "\"");
+            l.socket_address = *a;
+            c.listen.push_back(std::move(l));
+        }
+    }
+
+    if (const auto* l = w.table(root, "limits", "limits")) {
+        w.only_keys(*l, "limits.", {"max_connections", "max_header_bytes", "max_header_count", "max_message_bytes",
+                                    "send_queue_bytes", "slow_consumer", "allowed_origins"});
+        w.integer(*l, "max_connections", "limits.max_connections", c.max_connections, 1, 10'000'000);
+        w.integer(*l, "max_header_bytes", "limits.max_header_bytes", c.max_header_bytes, 256, 1 << 20);
+        w.integer(*l, "max_header_count", "limits.max_header_count", c.max_header_count, 4, 1000);
+        w.integer(*l, "max_message_bytes", "limits.max_message_bytes", c.max_message_bytes, 125, int64_t{1} << 32);
+        w.integer(*l, "send_queue_bytes", "limits.send_queue_bytes", c.send_queue_bytes, 1024, int64_t{1} << 34);
+        std::string policy = "close";
+        w.string(*l, "slow_consumer", "limits.slow_consumer", policy);
+        if (policy == "close") c.slow_consumer = SlowConsumer::Close;
+        else if (policy == "drop") c.slow_consumer = SlowConsumer::Drop;
+        else w.fail(l->get("slow_consumer"), "limits.slow_consumer", "expected \"close\" or \"drop\", got \"" + policy + "\"");
+        if (const toml::node* n = l->get("allowed_origins")) {
+            const toml::array* arr = n->as_array();
+            if (!arr) w.fail(n, "limits.allowed_origins", "expected an array of strings, got " + Walker::type_name(*n));
+            for (const toml::node& o : *arr) {
+                if (!o.is_string()) w.fail(&o, "limits.allowed_origins", "expected strings, got " + Walker::type_name(o));
+                c.allowed_origins.push_back(o.as_string()->get());
+            }
+        }
+        if (c.send_queue_bytes < c.max_message_bytes + 14) {
+            const toml::node* at = l->get("send_queue_bytes") ? l->get("send_queue_bytes") : l->get("max_message_bytes");
+            w.fail(at, "limits.send_queue_bytes",
+                   "must be at least max_message_bytes + 14 (" + std::to_string(c.max_message_bytes + 14) +
+                       ") so that one whole message fits");
+        }
+    }
+
+    if (const auto* t = w.table(root, "timeouts", "timeouts")) {
+        w.only_keys(*t, "timeouts.", {"handshake_timeout", "ping_interval", "idle_timeout", "close_timeout", "shutdown_timeout"});
+        w.duration(*t, "handshake_timeout", "timeouts.handshake_timeout", c.handshake_timeout_ms, 10);
+        w.duration(*t, "ping_interval", "timeouts.ping_interval", c.ping_interval_ms, 10);
+        w.duration(*t, "idle_timeout", "timeouts.idle_timeout", c.idle_timeout_ms, 10);
+        w.duration(*t, "close_timeout", "timeouts.close_timeout", c.close_timeout_ms, 10);
+        w.duration(*t, "shutdown_timeout", "timeouts.shutdown_timeout", c.shutdown_timeout_ms, 10);
+        if (c.idle_timeout_ms <= c.ping_interval_ms) {
+            const toml::node* at = t->get("idle_timeout") ? t->get("idle_timeout") : t->get("ping_interval");
+            w.fail(at, "timeouts.idle_timeout", "must be longer than ping_interval (" + format_duration(c.ping_interval_ms) + ")");
+        }
+    }
+
+    if (const auto* r = w.table(root, "rooms", "rooms")) {
+        w.only_keys(*r, "rooms.", {"echo", "max_members"});
+        w.room(*r, "rooms.", c.rooms);
+    }
+    if (const toml::node* n = root.get("room")) {
+        const toml::array* arr = n->as_array();
+        if (!arr || !arr->is_array_of_tables()) w.fail(n, "room", "expected [[room]] tables");
+        size_t i = 0;
+        for (const toml::node& item : *arr) {
+            const std::string prefix = "room[" + std::to_string(i++) + "].";
+            const toml::table& t = *item.as_table();
+            w.only_keys(t, prefix, {"path", "echo", "max_members"});
+            std::string path;
+            w.string(t, "path", prefix + "path", path);
+            if (path.empty() || path.front() != '/')
+                w.fail(t.get("path") ? t.get("path") : &item, prefix + "path", "expected a path starting with '/', e.g. \"/lobby\"");
+            if (c.room_overrides.contains(path)) w.fail(t.get("path"), prefix + "path", "room \"" + path + "\" configured twice");
+            RoomSettings s = c.rooms;  // unspecified keys inherit [rooms]
+            w.room(t, prefix, s);
+            c.room_overrides.emplace(path, s);
+        }
+    }
+}
+
+}  // namespace
+
+RoomSettings Config::room_settings(std::string_view path) const {
+    const auto it = room_overrides.find(path);
+    return it == room_overrides.end() ? rooms : it->second;
+}
+
+bool parse_duration_ms(std::string_view text, uint64_t& out_ms) noexcept {
+    uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end == text.data()) return false;
+    const std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+    uint64_t scale;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m" || unit == "min") scale = 60'000;
+    else if (unit == "h") scale = 3'600'000;
+    else return false;
+    if (value > UINT64_MAX / scale / 1000) return false;
+    out_ms = value * scale;
+    return true;
+}
+
+std::string format_duration(uint64_t ms) {
+    if (ms % 3'600'000 == 0 && ms) return std::to_string(ms / 3'600'000) + "h";
+    if (ms % 60'000 == 0 && ms) return std::to_string(ms / 60'000) + "m";
+    if (ms % 1000 == 0 && ms) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
+}
+
+Config default_config() {
+    Config c;
+    Listen l;
+    l.address = std::string(kDefaultListen);
+    l.socket_address = *util::parse_socket_address(kDefaultListen);
+    c.listen.push_back(std::move(l));
+    return c;
+}
+
+LoadResult parse_config(std::string_view text, std::string_view source) {
+    LoadResult r;
+    Walker w(source);
+    try {
+        const toml::table root = toml::parse(text, source);
+        r.config.source = std::string(source);
+        walk(root, w, r.config);
+        if (r.config.listen.empty()) r.config.listen = default_config().listen;
+        r.ok = true;
+    } catch (const toml::parse_error& e) {
+        std::ostringstream m;
+        m << source << ':' << e.source().begin.line << ':' << e.source().begin.column << ": syntax error: "
+          << e.description();
+        r.error = m.str();
+    } catch (const ConfigError& e) {
+        r.error = e.message;
+    }
+    return r;
+}
+
+LoadResult load_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        LoadResult r;
+        r.error = path + ": cannot open: " + std::strerror(errno);
+        return r;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    if (in.bad()) {
+        LoadResult r;
+        r.error = path + ": cannot read: " + std::strerror(errno);
+        return r;
+    }
+    return parse_config(buf.str(), path);
+}
+
+}  // namespace wsrelay::config

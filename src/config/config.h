@@ -1,0 +1,85 @@
+// The validated configuration: TOML text in, a Config or one error message out. Pure: no I/O
+// besides reading the file in load_config_file(), no logging, no sockets.
+//
+// Every key has a default (the embedded defaults are `Config{}` plus one listener on
+// 127.0.0.1:8080). An error names the file, line, column and dotted key:
+//     /etc/wsrelay/wsrelay.toml:12:20: limits.max_message_bytes: expected an integer, got a string
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/address.h"
+#include "util/log.h"
+
+namespace wsrelay::config {
+
+struct Listen {
+    std::string address;  // as written, e.g. "[::1]:8080"
+    util::SocketAddress socket_address;
+};
+
+enum class SlowConsumer : uint8_t { Close, Drop };
+
+struct RoomSettings {
+    bool echo = true;
+    uint32_t max_members = 0;  // 0: no limit
+    bool operator==(const RoomSettings&) const = default;
+};
+
+struct Config {
+    std::string source = "<defaults>";  // the file it came from
+
+    // [server]
+    std::string www_root;  // empty: the embedded chat page
+    util::LogLevel log_level = util::LogLevel::Info;
+    bool healthz = true;
+
+    std::vector<Listen> listen;  // [[listen]]; empty means the default listener
+
+    // [limits]
+    uint64_t max_connections = 10000;
+    uint64_t max_header_bytes = 8192;
+    uint64_t max_header_count = 64;
+    uint64_t max_message_bytes = 1 << 20;
+    uint64_t send_queue_bytes = 4 << 20;
+    SlowConsumer slow_consumer = SlowConsumer::Close;
+    std::vector<std::string> allowed_origins;
+
+    // [timeouts], in milliseconds
+    uint64_t handshake_timeout_ms = 10'000;
+    uint64_t ping_interval_ms = 30'000;
+    uint64_t idle_timeout_ms = 60'000;
+    uint64_t close_timeout_ms = 5'000;
+    uint64_t shutdown_timeout_ms = 10'000;
+
+    // [rooms] and [[room]]
+    RoomSettings rooms;
+    std::map<std::string, RoomSettings, std::less<>> room_overrides;  // by exact path
+
+    RoomSettings room_settings(std::string_view path) const;
+};
+
+constexpr std::string_view kDefaultListen = "127.0.0.1:8080";
+
+struct LoadResult {
+    bool ok = false;
+    Config config;
+    std::string error;  // "FILE:LINE:COL: KEY: what is wrong" when !ok
+};
+
+// Parses TOML text; `source` names it in errors (a path, or "<command line>").
+LoadResult parse_config(std::string_view text, std::string_view source);
+// Reads and parses a file; a missing or unreadable file is an error naming it.
+LoadResult load_config_file(const std::string& path);
+// The embedded defaults with the default listener filled in.
+Config default_config();
+
+// "1500ms" -> 1500, "10s" -> 10000, "5m", "1h". Integers only; nullopt when malformed.
+bool parse_duration_ms(std::string_view text, uint64_t& out_ms) noexcept;
+std::string format_duration(uint64_t ms);
+
+}  // namespace wsrelay::config

@@ -1,0 +1,214 @@
+// wsrelay: wiring only. Command line -> config -> listeners -> Server -> run loop -> exit status.
+//
+// Exit status: 0 after a clean shutdown (or a successful --check-config), 2 for a usage or
+// configuration error, 1 for any other startup failure (a port in use, no permission...).
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "daemon/notify.h"
+#include "daemon/signals.h"
+#include "io/event_loop.h"
+#include "io/listener.h"
+#include "relay/server.h"
+#include "util/address.h"
+#include "util/log.h"
+
+#ifndef WSRELAY_VERSION
+#define WSRELAY_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace wsrelay;
+
+constexpr const char* kDefaultConfigPath = "/etc/wsrelay/wsrelay.toml";
+
+constexpr const char* kUsage =
+    "Usage: wsrelay [--config FILE] [--listen ADDR:PORT]... [--check-config] [--version] [--help]\n"
+    "\n"
+    "WebSocket relay server: every message a client sends to a room (the URL path) reaches every\n"
+    "member of that room. Serves the chat page at / on the same port.\n"
+    "\n"
+    "  -c, --config FILE    read FILE (default: /etc/wsrelay/wsrelay.toml if it exists,\n"
+    "                       otherwise the embedded defaults: ws://127.0.0.1:8080)\n"
+    "  -l, --listen ADDR    listen on ADDR (\"0.0.0.0:8080\", \"[::1]:8080\"); repeatable;\n"
+    "                       replaces the [[listen]] entries of the config\n"
+    "  -t, --check-config   validate the configuration, print the listen addresses, exit 0 or 2\n"
+    "  -V, --version        print the version and exit\n"
+    "  -h, --help           print this help and exit\n"
+    "\n"
+    "Signals: SIGHUP reloads the configuration, SIGTERM/SIGINT shut down gracefully (close 1001).\n"
+    "See wsrelay(8) and wsrelay.toml(5).\n";
+
+struct Options {
+    std::optional<std::string> config_path;
+    std::vector<std::string> listen;
+    bool check = false;
+};
+
+// Returns nullopt after printing usage/version (exit code in `exit_code`).
+std::optional<Options> parse_args(int argc, char** argv, int& exit_code) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](const char* name) -> std::optional<std::string> {
+            const std::string eq = std::string(name) + "=";
+            if (a.rfind(eq, 0) == 0) return a.substr(eq.size());
+            if (i + 1 < argc) return std::string(argv[++i]);
+            std::fprintf(stderr, "wsrelay: %s needs a value\n%s", name, kUsage);
+            return std::nullopt;
+        };
+        if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            exit_code = 0;
+            return std::nullopt;
+        } else if (a == "-V" || a == "--version") {
+            std::printf("wsrelay %s\n", WSRELAY_VERSION);
+            exit_code = 0;
+            return std::nullopt;
+        } else if (a == "-t" || a == "--check-config") {
+            o.check = true;
+        } else if (a == "-c" || a == "--config" || a.rfind("--config=", 0) == 0) {
+            auto v = value("--config");
+            if (!v) break;
+            o.config_path = *v;
+        } else if (a == "-l" || a == "--listen" || a.rfind("--listen=", 0) == 0) {
+            auto v = value("--listen");
+            if (!v) break;
+            o.listen.push_back(*v);
+        } else {
+            std::fprintf(stderr, "wsrelay: unknown option '%s'\n%s", a.c_str(), kUsage);
+            exit_code = 2;
+            return std::nullopt;
+        }
+        continue;
+    }
+    if (exit_code == -1) return o;
+    return std::nullopt;
+}
+
+// The config from the file (or the embedded defaults), with --listen applied. Empty on error,
+// after printing it.
+std::optional<config::Config> load(const Options& opts, std::string& error) {
+    config::LoadResult r;
+    if (opts.config_path) {
+        r = config::load_config_file(*opts.config_path);
+    } else if (::access(kDefaultConfigPath, F_OK) == 0) {
+        r = config::load_config_file(kDefaultConfigPath);
+    } else {
+        r.ok = true;
+        r.config = config::default_config();
+    }
+    if (!r.ok) {
+        error = r.error;
+        return std::nullopt;
+    }
+    config::Config c = std::move(r.config);
+    if (!opts.listen.empty()) {
+        c.listen.clear();
+        for (const std::string& text : opts.listen) {
+            const auto a = util::parse_socket_address(text);
+            if (!a) {
+                error = "--listen " + text + ": expected \"IPv4:port\" or \"[IPv6]:port\"";
+                return std::nullopt;
+            }
+            c.listen.push_back({text, *a});
+        }
+    }
+    if (!c.www_root.empty()) {
+        struct stat st{};
+        if (::stat(c.www_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            error = c.source + ": server.www_root: \"" + c.www_root + "\" is not a directory" +
+                    (errno ? std::string(" (") + std::strerror(errno) + ")" : std::string());
+            return std::nullopt;
+        }
+    }
+    return c;
+}
+
+std::vector<relay::ListenSocket> open_listeners(const config::Config& c) {
+    std::vector<relay::ListenSocket> out;
+    auto inherited = io::inherited_sockets();
+    if (!inherited.empty()) {
+        for (auto& s : inherited) {
+            const std::string addr = io::local_address_of(s.fd.get());
+            out.push_back({std::move(s.fd), addr});
+        }
+        return out;
+    }
+    for (const config::Listen& l : c.listen) {
+        io::UniqueFd fd = io::bind_listener(l.socket_address);
+        const std::string addr = io::local_address_of(fd.get());
+        out.push_back({std::move(fd), addr});
+    }
+    return out;
+}
+
+std::string status_line(const relay::Server& s) {
+    return std::to_string(s.open_connections()) + " connections, " +
+           std::to_string(const_cast<relay::Server&>(s).hub().room_count()) + " rooms";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int exit_code = -1;
+    const auto opts = parse_args(argc, argv, exit_code);
+    if (!opts) return exit_code;
+
+    std::string error;
+    auto cfg = load(*opts, error);
+    if (!cfg) {
+        LOG_ERR("wsrelay: %s", error.c_str());
+        daemon::notify_failure(error, 0);
+        return 2;
+    }
+    if (opts->check) {
+        for (const config::Listen& l : cfg->listen) std::printf("listen %s (ws)\n", l.address.c_str());
+        std::printf("%s: configuration is valid\n", cfg->source.c_str());
+        return 0;
+    }
+    util::set_log_level(cfg->log_level);
+    daemon::ignore_sigpipe();
+
+    try {
+        io::EventLoop loop;
+        relay::Server server(loop, *cfg, open_listeners(*cfg));
+        daemon::Signals signals(loop, {
+            [&](int signo) {
+                daemon::notify_stopping("shutting down");
+                server.begin_shutdown(signo == SIGINT ? "SIGINT" : "SIGTERM");
+            },
+            [&] {
+                daemon::notify_reloading();
+                std::string why;
+                auto fresh = load(*opts, why);
+                if (!fresh) {
+                    LOG_ERR("reload failed, keeping the running configuration: %s", why.c_str());
+                } else {
+                    server.apply_config(std::move(*fresh));
+                    LOG_NOTICE("configuration reloaded from %s", server.config().source.c_str());
+                }
+                daemon::notify_ready(status_line(server));
+            },
+        });
+        LOG_NOTICE("wsrelay %s started (config: %s)", WSRELAY_VERSION, cfg->source.c_str());
+        daemon::notify_ready(status_line(server));
+        return server.run();
+    } catch (const std::exception& e) {
+        LOG_ERR("wsrelay: %s", e.what());
+        daemon::notify_failure(e.what(), errno);
+        return 1;
+    }
+}

@@ -1,0 +1,411 @@
+#include "relay/connection.h"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "relay/hub.h"
+#include "relay/server.h"
+#include "util/address.h"
+#include "util/log.h"
+
+namespace wsrelay::relay {
+namespace {
+
+constexpr size_t kReadBudgetBytes = 1 << 20;  // per connection per loop turn, for fairness
+constexpr size_t kMaxIov = 64;
+
+proto::DecoderOptions decoder_options(const config::Config& c) {
+    proto::DecoderOptions o;
+    o.role = proto::Role::Server;
+    o.max_message_bytes = c.max_message_bytes;
+    o.validate_utf8 = true;
+    return o;
+}
+
+proto::HandshakeLimits handshake_limits(const config::Config& c) {
+    return {static_cast<size_t>(c.max_header_bytes), static_cast<size_t>(c.max_header_count)};
+}
+
+bool origin_allowed(const config::Config& c, std::string_view origin) {
+    if (c.allowed_origins.empty()) return true;
+    return std::any_of(c.allowed_origins.begin(), c.allowed_origins.end(),
+                       [&](const std::string& o) { return proto::iequals(o, origin); });
+}
+
+}  // namespace
+
+Connection::Connection(Server& server, io::UniqueFd fd, const sockaddr_storage& peer, socklen_t peer_len,
+                       uint64_t id)
+    : server_(server),
+      transport_(std::move(fd)),
+      id_(id),
+      decoder_(decoder_options(server.config())),
+      parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))),
+      peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {}
+
+Connection::~Connection() {
+    // The server unlinks us from its lists in retire(); these are the ones it cannot know about.
+    hub_hook_.unlink();
+    room_hook_.unlink();
+    dirty_hook_.unlink();
+    ready_hook_.unlink();
+    timer_hook_.unlink();
+}
+
+// --- Events --------------------------------------------------------------------------------------
+
+void Connection::on_event(uint32_t events) {
+    if (state_ == State::Dead) return;  // retired earlier in this batch; freed after it
+    if (events & EPOLLOUT) {
+        writable_ = true;
+        if (!queue_.empty()) flush();
+    }
+    // EPOLLRDHUP/EPOLLHUP/EPOLLERR all mean "a read will not block": it returns the data still
+    // buffered, then EOF or the socket error, which on_readable() handles.
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        readable_ = true;
+        on_readable();
+    }
+}
+
+void Connection::resume_reading() {
+    if (state_ != State::Dead && readable_) on_readable();
+}
+
+void Connection::on_readable() {
+    const std::span<std::byte> scratch = server_.scratch();
+    for (size_t budget = kReadBudgetBytes; state_ != State::Dead;) {
+        // Put the unconsumed tail of the last read in front, so parsers see contiguous input.
+        const size_t have = pending_.size();
+        if (have) std::memcpy(scratch.data(), pending_.span().data(), have);
+        const io::IoResult r = transport_.read(scratch.subspan(have));
+        if (r.status == io::IoStatus::WouldBlock) {
+            readable_ = false;
+            return;
+        }
+        if (r.status == io::IoStatus::Eof) {
+            if (state_ == State::Open) {
+                close_code_ = 1006;
+                close_reason_ = "connection dropped without a close frame";
+            }
+            return retire("peer closed the connection");
+        }
+        if (r.status == io::IoStatus::Error) {
+            close_code_ = state_ == State::Open ? 1006 : close_code_;
+            return retire(std::strerror(r.error));
+        }
+        pending_.release();
+        // Any bytes at all count as activity: back to the end of the idle list, ping cancelled.
+        if (state_ == State::Open) server_.set_timer(*this, server_.idle_timers());
+        consume(scratch.first(have + r.bytes));
+        budget -= std::min(budget, r.bytes);
+        if (budget == 0) {
+            // Edge-triggered: no new edge will come for data already buffered, so come back to it
+            // next turn, after everyone else had a chance.
+            if (state_ != State::Dead) server_.mark_ready(*this);
+            return;
+        }
+    }
+}
+
+// --- Input ---------------------------------------------------------------------------------------
+
+void Connection::save_pending(std::span<const std::byte> rest) { pending_.assign(rest); }
+
+void Connection::consume(std::span<std::byte> data) {
+    while (!data.empty()) {
+        switch (state_) {
+            case State::Request:
+                if (!consume_request(data)) return;
+                break;
+            case State::Open:
+            case State::Closing: {
+                if (discard_input_ || close_received_) return;  // nothing more to learn from input
+                const proto::DecodeStep s = decoder_.next(data);
+                data = data.subspan(s.consumed);
+                switch (s.kind) {
+                    case proto::StepKind::NeedMore: return save_pending(data);
+                    case proto::StepKind::Data: on_data(s); break;
+                    case proto::StepKind::Control: on_control(s); break;
+                    case proto::StepKind::Error:
+                        ++server_.stats().closes_protocol_error;
+                        discard_input_ = true;
+                        if (state_ == State::Open) start_close(proto::to_wire(s.error.code), s.error.reason);
+                        return;
+                }
+                break;
+            }
+            case State::Dead: return;
+        }
+    }
+}
+
+// Returns false when the rest of `data` must wait (saved) or be dropped.
+bool Connection::consume_request(std::span<std::byte>& data) {
+    const proto::ParseResult r = parser_->parse(data);
+    switch (r.status) {
+        case proto::ParseStatus::NeedMore: save_pending(data); return false;
+        case proto::ParseStatus::Error:
+            ++server_.stats().handshake_failures;
+            LOG_INFO("conn=%llu peer=%s bad request: %d %.*s", static_cast<unsigned long long>(id_), peer_.c_str(),
+                     r.error.status, static_cast<int>(r.error.reason.size()), r.error.reason.data());
+            reject(r.error, false);
+            return false;
+        case proto::ParseStatus::Done: break;
+    }
+    handle_request(parser_->request());  // views into `data`: used before `data` moves on
+    data = data.subspan(r.consumed);
+    if (state_ == State::Request) parser_->reset();
+    return state_ != State::Dead;
+}
+
+void Connection::handle_request(const proto::Request& req) {
+    if (req.kind == proto::RequestKind::WebSocket) return upgrade(req);
+    ++server_.stats().http_requests;
+    HttpResponse res = respond_http(req, server_.site());
+    LOG_DEBUG("conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
+              static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.target.size()),
+              req.target.data(), res.status);
+    respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
+}
+
+void Connection::upgrade(const proto::Request& req) {
+    const config::Config& cfg = server_.config();
+    if (!origin_allowed(cfg, req.origin)) {
+        ++server_.stats().handshake_failures;
+        LOG_INFO("conn=%llu peer=%s origin \"%.*s\" not allowed: 403", static_cast<unsigned long long>(id_),
+                 peer_.c_str(), static_cast<int>(req.origin.size()), req.origin.data());
+        return reject({403, "origin not allowed"}, false);
+    }
+    Room& room = server_.hub().room(req.path, cfg);
+    if (room.full()) {
+        ++server_.stats().handshake_failures;
+        uint64_t suppressed = 0;
+        if (server_.warn_allowed(suppressed))
+            LOG_WARNING("conn=%llu peer=%s room=%s is full (max_members=%u): 503 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer_.c_str(), room.name().c_str(),
+                        room.settings().max_members, static_cast<unsigned long long>(suppressed));
+        return reject({503, "room is full"}, false);
+    }
+    // RFC 6455 §4.2.2: no subprotocol or extension is selected; the client's offers are ignored.
+    queue_.push_back(Frame::copy_of(proto::build_upgrade_response(req.key)));
+    server_.mark_dirty(*this);
+    parser_.reset();  // the request's memory goes back; views into it are not used after this
+    state_ = State::Open;
+    upgraded_ = true;
+    room_ = &room;
+    server_.hub().join(room, *this);
+    ++server_.stats().websocket_upgrades;
+    server_.set_timer(*this, server_.idle_timers());
+    LOG_INFO("conn=%llu peer=%s room=%s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+             room.name().c_str(), server_.open_connections());
+}
+
+void Connection::respond(std::string response, bool keep_alive) {
+    queue_.push_back(Frame::copy_of(response));
+    server_.mark_dirty(*this);
+    if (keep_alive) {
+        server_.set_timer(*this, server_.handshake_timers());  // waiting for the next request
+        return;
+    }
+    // Last response: send it, half-close, and let the peer close (a lingering close, so the
+    // response is not destroyed by a reset if the peer sent more than we read).
+    state_ = State::Closing;
+    close_sent_ = true;
+    discard_input_ = true;
+    server_.set_timer(*this, server_.closing_timers());
+}
+
+void Connection::reject(const proto::HttpError& error, bool head) {
+    respond(proto::build_error_response(error, head), false);
+}
+
+void Connection::on_data(const proto::DecodeStep& s) {
+    if (state_ != State::Open) return;  // after our close frame, data is read and ignored
+    if (s.message_begins && s.message_ends) return deliver(s.opcode, s.payload);  // no copy
+    message_.append(s.payload);
+    if (s.message_ends) {
+        deliver(s.opcode, message_.span());
+        message_.release();
+    }
+}
+
+void Connection::deliver(proto::Opcode op, std::span<const std::byte> payload) {
+    ++server_.stats().messages_in;
+    server_.stats().bytes_in += payload.size();
+    room_->broadcast(op, payload, this);
+}
+
+void Connection::on_control(const proto::DecodeStep& s) {
+    switch (s.opcode) {
+        case proto::Opcode::Ping:
+            // RFC 6455 §5.5.2-3: answer with a pong carrying the same payload, ahead of queued data.
+            if (state_ == State::Open) {
+                queue_.push_priority(Frame::encode(proto::Opcode::Pong, s.payload));
+                server_.mark_dirty(*this);
+            }
+            return;
+        case proto::Opcode::Pong: return;  // liveness only (the read already counted as activity)
+        case proto::Opcode::Close: break;
+        default: return;
+    }
+    close_received_ = true;
+    if (state_ == State::Open) {
+        // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
+        close_code_ = s.close_code;
+        close_reason_.assign(s.close_reason);
+        const uint16_t reply = s.close_code == proto::to_wire(proto::CloseCode::NoStatus)
+                                   ? proto::to_wire(proto::CloseCode::Normal)
+                                   : s.close_code;
+        queue_close(reply, {});
+        return;
+    }
+    // We had sent ours: the handshake is complete once our frame is out.
+    if (queue_.empty()) retire("close handshake complete");
+}
+
+// --- Output --------------------------------------------------------------------------------------
+
+void Connection::enqueue(const FramePtr& frame, size_t payload_bytes) {
+    if (state_ != State::Open) return;
+    const config::Config& cfg = server_.config();
+    if (queue_.bytes() + frame->size() > cfg.send_queue_bytes) {
+        // Slow consumer: the room never waits for it, and its memory stays bounded.
+        uint64_t suppressed = 0;
+        const bool log = server_.warn_allowed(suppressed);
+        if (cfg.slow_consumer == config::SlowConsumer::Drop) {
+            ++server_.stats().messages_dropped_slow_consumer;
+            if (log)
+                LOG_WARNING("conn=%llu peer=%s room=%s send queue full (%llu bytes): message dropped (%llu similar suppressed)",
+                            static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                            static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
+            return;
+        }
+        ++server_.stats().closes_slow_consumer;
+        if (log)
+            LOG_WARNING("conn=%llu peer=%s room=%s send queue full (%llu bytes): closing 1008 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                        static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
+        return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "send queue full");
+    }
+    ++server_.stats().messages_out;
+    server_.stats().bytes_out += payload_bytes;
+    queue_.push_back(frame);
+    server_.mark_dirty(*this);
+}
+
+void Connection::start_close(uint16_t code, std::string_view reason) {
+    if (state_ == State::Request) return retire(reason);
+    if (state_ != State::Open) return;
+    close_code_ = code;
+    close_reason_.assign(reason);
+    queue_close(code, reason);
+}
+
+void Connection::queue_close(uint16_t code, std::string_view reason) {
+    // Our close goes after everything already queued: messages accepted for this peer are not
+    // thrown away, and the time it may take is bounded by close_timeout.
+    leave_room();
+    state_ = State::Closing;
+    close_sent_ = true;
+    queue_.push_back(Frame::close(code, reason));
+    server_.mark_dirty(*this);
+    server_.set_timer(*this, server_.closing_timers());
+}
+
+void Connection::flush() {
+    dirty_hook_.unlink();
+    while (!queue_.empty() && writable_ && state_ != State::Dead) {
+        iovec iov[kMaxIov];
+        const size_t n = queue_.fill_iov(iov, kMaxIov);
+        size_t total = 0;
+        for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
+        const io::IoResult r = transport_.writev({iov, n});
+        if (r.status == io::IoStatus::WouldBlock) {
+            writable_ = false;
+            return;
+        }
+        if (r.status != io::IoStatus::Ok) {
+            if (state_ == State::Open) close_code_ = 1006;
+            return retire(std::strerror(r.error));
+        }
+        queue_.consume(r.bytes);
+        // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather than
+        // spend a syscall to learn EAGAIN.
+        if (r.bytes < total) writable_ = false;
+    }
+    if (queue_.empty() && state_ == State::Closing) on_output_drained();
+}
+
+void Connection::on_output_drained() {
+    if (close_received_) return retire("close handshake complete");
+    if (!write_shut_) {
+        // Our close frame (or last HTTP response) is out: half-close, so the peer sees EOF after it,
+        // and wait for its close frame or EOF (bounded by close_timeout).
+        transport_.shutdown_write();
+        write_shut_ = true;
+    }
+}
+
+void Connection::leave_room() {
+    if (room_) {
+        server_.hub().leave(*room_, *this);
+        room_ = nullptr;
+    }
+    message_.release();
+}
+
+void Connection::retire(std::string_view why) {
+    if (state_ == State::Dead) return;
+    const std::string room = room_ ? room_->name() : std::string();
+    leave_room();
+    state_ = State::Dead;
+    queue_.clear();
+    pending_.release();
+    parser_.reset();
+    transport_.close();
+    server_.retire(*this);
+    if (upgraded_) {
+        LOG_INFO("conn=%llu peer=%s%s%s closed code=%u reason=\"%s\" (%.*s), %zu open",
+                 static_cast<unsigned long long>(id_), peer_.c_str(), room.empty() ? "" : " room=", room.c_str(),
+                 close_code_, close_reason_.c_str(), static_cast<int>(why.size()), why.data(),
+                 server_.open_connections());
+    } else {
+        LOG_DEBUG("conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+                  static_cast<int>(why.size()), why.data(), server_.open_connections());
+    }
+}
+
+// --- Timers --------------------------------------------------------------------------------------
+
+void Connection::on_handshake_timeout() {
+    ++server_.stats().handshake_failures;
+    if (pending_.empty()) return retire("idle HTTP connection timed out");
+    LOG_INFO("conn=%llu peer=%s request not complete within handshake_timeout: 408", static_cast<unsigned long long>(id_),
+             peer_.c_str());
+    pending_.release();
+    reject({408, "request not complete in time"}, false);
+}
+
+void Connection::send_ping() {
+    if (state_ != State::Open) return;
+    queue_.push_priority(Frame::encode(proto::Opcode::Ping, {}));
+    server_.mark_dirty(*this);
+}
+
+void Connection::on_close_timeout() {
+    if (state_ == State::Open) {  // reached through the idle list: nothing arrived at all
+        ++server_.stats().closes_idle;
+        return start_close(proto::to_wire(proto::CloseCode::GoingAway), "idle timeout");
+    }
+    retire("close timeout");
+}
+
+void Connection::apply_limits() {
+    decoder_.set_options(decoder_options(server_.config()));
+    if (parser_) parser_->set_limits(handshake_limits(server_.config()));
+}
+
+}  // namespace wsrelay::relay

@@ -1,0 +1,122 @@
+// One client connection, from the first byte of its HTTP request to the close of its socket.
+//
+// Owned by the Server (allocated on accept, freed after the loop turn in which it was retired) and
+// driven by it: the event loop calls on_event(), the server calls flush() for dirty connections,
+// resume_reading() for those whose read budget ran out, and the timer methods. Nothing here frees
+// `this`: retire() hands the connection back to the server, which frees it once no handler can
+// still hold a pointer to it.
+//
+// States:
+//   Request  reading an HTTP request (the opening handshake, or a page request on keep-alive)
+//   Open     WebSocket open: frames in, room messages out
+//   Closing  a close is under way: our close frame / final HTTP response is queued or sent; input is
+//            decoded only to find the peer's close frame, or discarded; freed on the peer's close,
+//            EOF, or close_timeout
+//   Dead     retired; waiting to be freed
+//
+// Reads go into the server's shared scratch buffer, so an idle connection holds no buffer at all;
+// only an incomplete request, frame header or control frame is kept (`pending_`), and a fragmented
+// or partly received message is reassembled in `message_`.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "io/event_loop.h"
+#include "io/transport.h"
+#include "proto/frame.h"
+#include "proto/handshake.h"
+#include "relay/frame.h"
+#include "relay/outbound_queue.h"
+#include "util/byte_buffer.h"
+#include "util/intrusive_list.h"
+
+namespace wsrelay::relay {
+
+class Server;
+class Room;
+
+class Connection final : public io::Pollable {
+public:
+    enum class State : uint8_t { Request, Open, Closing, Dead };
+
+    Connection(Server& server, io::UniqueFd fd, const sockaddr_storage& peer, socklen_t peer_len, uint64_t id);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    void on_event(uint32_t events) override;
+    void flush();
+    void resume_reading();
+
+    // A room message for this peer, subject to send_queue_bytes and the slow-consumer policy.
+    void enqueue(const FramePtr& frame, size_t payload_bytes);
+
+    // Server-initiated WebSocket close (shutdown, idle, slow consumer, protocol error): queues the
+    // close frame after what is already queued and waits for the peer's. Not open: retires.
+    void start_close(uint16_t code, std::string_view reason);
+
+    // Timers, called by the server when the connection's deadline on its timer list passed.
+    void on_handshake_timeout();
+    void send_ping();
+    void on_close_timeout();
+
+    // Config reload: new decoder limits apply from the next frame.
+    void apply_limits();
+
+    State state() const noexcept { return state_; }
+    uint64_t id() const noexcept { return id_; }
+    Room* room() const noexcept { return room_; }
+    const std::string& peer() const noexcept { return peer_; }
+
+    // Intrusive list hooks: one per list the connection can be on.
+    util::ListHook hub_hook_;    // Server::connections_ while alive, Server::graveyard_ once retired
+    util::ListHook room_hook_;   // Room::members_ while joined
+    util::ListHook dirty_hook_;  // Server::dirty_: has queued bytes and may write
+    util::ListHook ready_hook_;  // Server::ready_: read budget ran out before EAGAIN
+    util::ListHook timer_hook_;  // one of the Server's timeout lists (handshake, idle, pinged, closing)
+    uint64_t timer_since_ms = 0; // when the current timer list's period started
+
+private:
+    void on_readable();
+    void consume(std::span<std::byte> data);
+    bool consume_request(std::span<std::byte>& data);
+    void handle_request(const proto::Request& request);
+    void upgrade(const proto::Request& request);
+    void respond(std::string response, bool keep_alive);
+    void reject(const proto::HttpError& error, bool head);
+    void on_data(const proto::DecodeStep& step);
+    void on_control(const proto::DecodeStep& step);
+    void deliver(proto::Opcode op, std::span<const std::byte> payload);
+    void queue_close(uint16_t code, std::string_view reason);
+    void leave_room();
+    void on_output_drained();
+    void retire(std::string_view why);
+    void save_pending(std::span<const std::byte> rest);
+
+    Server& server_;
+    io::Transport transport_;
+    const uint64_t id_;
+    Room* room_ = nullptr;
+    State state_ = State::Request;
+    bool readable_ = true;        // no EAGAIN seen since the last EPOLLIN edge
+    bool writable_ = true;        // no EAGAIN/short write since the last EPOLLOUT edge
+    bool close_sent_ = false;     // our close frame (or final HTTP response) is queued
+    bool close_received_ = false; // the peer's close frame arrived
+    bool discard_input_ = false;  // Closing with nothing left to decode (HTTP, or after an error)
+    bool write_shut_ = false;     // shutdown(SHUT_WR) done
+    bool upgraded_ = false;       // the WebSocket handshake succeeded (closes are logged at info)
+    uint16_t close_code_ = 0;     // for the log line: the code of the close under way
+    proto::FrameDecoder decoder_;
+    std::unique_ptr<proto::RequestParser> parser_;  // only while in State::Request
+    OutboundQueue queue_;
+    util::ByteBuffer pending_;    // unconsumed input: a partial request, frame header or control frame
+    util::ByteBuffer message_;    // a message being reassembled
+    std::string peer_;
+    std::string close_reason_;
+};
+
+}  // namespace wsrelay::relay

@@ -1,0 +1,51 @@
+#include "relay/hub.h"
+
+namespace wsrelay::relay {
+
+void Room::broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin) {
+    const FramePtr frame = Frame::encode(op, payload);  // one allocation: header and payload together
+    // Advance before visiting: enqueue() may make that member leave (slow consumer closed), which
+    // unlinks only that member.
+    for (auto it = members_.begin(); it != members_.end();) {
+        Connection& c = *it;
+        ++it;
+        if (&c == origin && !settings_.echo) continue;
+        c.enqueue(frame, payload.size());
+    }
+}
+
+Hub::~Hub() {
+    for (auto& [name, room] : rooms_) room->members_.clear();
+}
+
+Room& Hub::room(std::string_view name, const config::Config& config) {
+    if (const auto it = rooms_.find(name); it != rooms_.end()) return *it->second;
+    auto r = std::make_unique<Room>(std::string(name), config.room_settings(name));
+    Room& ref = *r;
+    rooms_.emplace(std::string_view(ref.name()), std::move(r));
+    return ref;
+}
+
+void Hub::join(Room& room, Connection& c) {
+    room.members_.push_back(c);
+    ++room.size_;
+}
+
+void Hub::leave(Room& room, Connection& c) {
+    decltype(room.members_)::erase(c);
+    if (--room.size_ == 0) maybe_empty_.push_back(room.name());
+}
+
+void Hub::collect_empty_rooms() {
+    for (const std::string& name : maybe_empty_) {
+        const auto it = rooms_.find(name);
+        if (it != rooms_.end() && it->second->size() == 0) rooms_.erase(it);
+    }
+    maybe_empty_.clear();
+}
+
+void Hub::apply(const config::Config& config) {
+    for (auto& [name, room] : rooms_) room->settings_ = config.room_settings(name);
+}
+
+}  // namespace wsrelay::relay

@@ -1,0 +1,248 @@
+#include "relay/server.h"
+
+#include <sys/timerfd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace wsrelay::relay {
+
+// The timerfd that wakes the loop for the earliest deadline. Armed one-shot at an absolute time;
+// re-armed only when a deadline earlier than the armed one appears, so steady traffic costs no
+// timerfd_settime calls.
+class Server::TimerFd final : public io::Pollable {
+public:
+    explicit TimerFd(Server& s) : server_(s), fd_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
+        if (!fd_) throw std::runtime_error(std::string("timerfd_create: ") + std::strerror(errno));
+    }
+    int fd() const noexcept { return fd_.get(); }
+    void arm(uint64_t at_ms) noexcept {
+        itimerspec its{};
+        its.it_value.tv_sec = static_cast<time_t>(at_ms / 1000);
+        its.it_value.tv_nsec = static_cast<long>((at_ms % 1000) * 1'000'000);
+        ::timerfd_settime(fd_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+    }
+    void on_event(uint32_t) override {
+        uint64_t expirations;
+        while (::read(fd_.get(), &expirations, sizeof expirations) > 0) {}
+        server_.armed_deadline_ = 0;
+        server_.run_timers();
+    }
+
+private:
+    Server& server_;
+    io::UniqueFd fd_;
+};
+
+Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets)
+    : loop_(loop),
+      config_(std::move(config)),
+      site_{config_.www_root, config_.healthz},
+      hub_(stats_),
+      timer_(std::make_unique<TimerFd>(*this)),
+      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes)) {
+    now_ms_ = io::monotonic_ms();
+    if (const int e = loop_.add(timer_->fd(), EPOLLIN, timer_.get()))
+        throw std::runtime_error(std::string("epoll_ctl(timerfd): ") + std::strerror(e));
+    for (ListenSocket& s : sockets) {
+        auto l = std::make_unique<io::Listener>(
+            std::move(s.fd), s.address,
+            [this](io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len) { on_accept(std::move(fd), peer, len); },
+            [this](int error) { on_accept_exhausted(error); });
+        if (const int e = loop_.add(l->fd(), EPOLLIN, l.get()))
+            throw std::runtime_error("epoll_ctl(listener " + s.address + "): " + std::strerror(e));
+        listeners_.push_back(std::move(l));
+    }
+}
+
+Server::~Server() {
+    // Free everything still alive (an abnormal exit path, or the end of shutdown_timeout).
+    while (Connection* c = connections_.front()) {
+        c->start_close(1001, "server exiting");  // best effort: retire() below frees it
+        if (c->state() != Connection::State::Dead) {
+            connections_.pop_front();
+            delete c;
+        }
+    }
+    free_retired();
+}
+
+void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len) {
+    ++stats_.connections_accepted;
+    if (shutting_down_) return;  // fd closes on return
+    if (open_count_ >= config_.max_connections) {
+        ++stats_.connections_refused;
+        // One non-blocking write of a short 503: a well-behaved client learns why; nothing waits.
+        static const std::string kBusy = proto::build_error_response({503, "too many connections"});
+        [[maybe_unused]] const ssize_t n = ::send(fd.get(), kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        uint64_t suppressed = 0;
+        if (warn_allowed(suppressed))
+            LOG_WARNING("max_connections (%llu) reached: refused %s with 503 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(config_.max_connections),
+                        util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), len).c_str(),
+                        static_cast<unsigned long long>(suppressed));
+        return;
+    }
+    const int raw = fd.get();
+    auto* c = new Connection(*this, std::move(fd), peer, len, next_id_++);
+    if (const int e = loop_.add(raw, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c)) {
+        LOG_ERR("epoll_ctl(conn=%llu): %s, dropping it", static_cast<unsigned long long>(c->id()), std::strerror(e));
+        delete c;
+        return;
+    }
+    connections_.push_back(*c);
+    ++open_count_;
+    set_timer(*c, handshake_timers_);
+    LOG_DEBUG("conn=%llu peer=%s accepted, %zu open", static_cast<unsigned long long>(c->id()), c->peer().c_str(),
+              open_count_);
+}
+
+void Server::on_accept_exhausted(int error) {
+    ++stats_.accept_pauses;
+    constexpr uint64_t kPauseMs = 100;
+    accept_resume_at_ = now_ms_ + kPauseMs;
+    uint64_t suppressed = 0;
+    if (warn_allowed(suppressed))
+        LOG_WARNING("accept paused %llu ms: %s (%llu similar suppressed)", static_cast<unsigned long long>(kPauseMs),
+                    std::strerror(error), static_cast<unsigned long long>(suppressed));
+}
+
+void Server::retire(Connection& c) noexcept {
+    // Off every list but the graveyard; freed after this loop turn.
+    dirty_.erase(c);
+    ready_.erase(c);
+    List::erase(c);
+    graveyard_.push_back(c);
+    --open_count_;
+}
+
+void Server::free_retired() noexcept {
+    while (Connection* c = graveyard_.pop_front()) delete c;
+}
+
+uint64_t Server::next_deadline() const noexcept {
+    uint64_t d = UINT64_MAX;
+    auto consider = [&](const List& list, uint64_t period) {
+        if (auto* c = const_cast<List&>(list).front()) d = std::min(d, c->timer_since_ms + period);
+    };
+    consider(handshake_timers_, config_.handshake_timeout_ms);
+    consider(idle_timers_, config_.ping_interval_ms);
+    consider(pinged_timers_, config_.idle_timeout_ms);
+    consider(closing_timers_, config_.close_timeout_ms);
+    if (accept_resume_at_) d = std::min(d, accept_resume_at_);
+    if (shutting_down_) d = std::min(d, shutdown_deadline_);
+    return d;
+}
+
+void Server::arm_timer() {
+    const uint64_t d = next_deadline();
+    if (d == UINT64_MAX) return;
+    if (armed_deadline_ == 0 || d < armed_deadline_) {
+        armed_deadline_ = std::max(d, now_ms_ + 1);
+        timer_->arm(armed_deadline_);
+    }
+}
+
+void Server::run_timers() {
+    now_ms_ = io::monotonic_ms();
+    const uint64_t now = now_ms_;
+    // Each list is ordered by timer_since_ms, so only expired heads are visited.
+    while (Connection* c = handshake_timers_.front()) {
+        if (now < c->timer_since_ms + config_.handshake_timeout_ms) break;
+        List::erase(*c);
+        c->on_handshake_timeout();
+    }
+    while (Connection* c = idle_timers_.front()) {
+        if (now < c->timer_since_ms + config_.ping_interval_ms) break;
+        // Pinged: move to the pinged list, keeping the time of the last activity.
+        const uint64_t since = c->timer_since_ms;
+        pinged_timers_.push_back(*c);
+        c->timer_since_ms = since;
+        c->send_ping();
+    }
+    while (Connection* c = pinged_timers_.front()) {
+        if (now < c->timer_since_ms + config_.idle_timeout_ms) break;
+        List::erase(*c);
+        c->on_close_timeout();
+    }
+    while (Connection* c = closing_timers_.front()) {
+        if (now < c->timer_since_ms + config_.close_timeout_ms) break;
+        List::erase(*c);
+        c->on_close_timeout();
+    }
+    if (accept_resume_at_ && now >= accept_resume_at_) {
+        accept_resume_at_ = 0;
+        for (auto& l : listeners_)
+            if (l->paused()) l->resume();
+    }
+}
+
+void Server::begin_shutdown(std::string_view why) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    shutdown_deadline_ = now_ms_ + config_.shutdown_timeout_ms;
+    LOG_NOTICE("shutting down (%.*s): closing %zu connections, waiting up to %s", static_cast<int>(why.size()),
+               why.data(), open_count_, config::format_duration(config_.shutdown_timeout_ms).c_str());
+    for (auto& l : listeners_) {
+        loop_.remove(l->fd());
+        l->close();
+    }
+    // start_close() may retire (unlink) the visited connection: walk a snapshot.
+    std::vector<Connection*> all;
+    all.reserve(open_count_);
+    for (Connection& c : connections_) all.push_back(&c);
+    for (Connection* c : all) c->start_close(proto::to_wire(proto::CloseCode::GoingAway), "server shutting down");
+}
+
+void Server::apply_config(config::Config config) {
+    const bool listeners_changed = [&] {
+        if (config.listen.size() != config_.listen.size()) return true;
+        for (size_t i = 0; i < config.listen.size(); ++i)
+            if (config.listen[i].address != config_.listen[i].address) return true;
+        return false;
+    }();
+    if (listeners_changed)
+        LOG_WARNING("reload: [[listen]] changed; listeners change only on restart, keeping the current ones");
+    config.listen = config_.listen;
+    config_ = std::move(config);
+    site_ = {config_.www_root, config_.healthz};
+    util::set_log_level(config_.log_level);
+    hub_.apply(config_);
+    for (Connection& c : connections_) c.apply_limits();
+    armed_deadline_ = 0;  // timeouts may have shortened
+}
+
+int Server::run() {
+    for (auto& l : listeners_) LOG_NOTICE("listening on %s (ws)", l->local_address().c_str());
+    std::vector<Connection*> batch;
+    for (;;) {
+        // 1. Connections whose read budget ran out last turn read again. A splice first: a visit
+        // may put a connection back on the ready list for the next turn.
+        if (!ready_.empty()) {
+            util::IntrusiveList<Connection, &Connection::ready_hook_> now_ready;
+            now_ready.splice_back(ready_);
+            while (Connection* c = now_ready.pop_front()) c->resume_reading();
+        }
+        // 2. Write before sleep: one flush per dirty connection.
+        while (Connection* c = dirty_.pop_front()) c->flush();
+        // 3. Free what was retired this turn; no handler holds a pointer to it any more.
+        free_retired();
+        hub_.collect_empty_rooms();
+
+        if (shutting_down_ && (open_count_ == 0 || now_ms_ >= shutdown_deadline_)) {
+            if (open_count_ != 0)
+                LOG_NOTICE("shutdown_timeout reached with %zu connections left; closing them", open_count_);
+            LOG_NOTICE("stopped");
+            return 0;
+        }
+        // 4. Sleep until an event or the earliest deadline.
+        arm_timer();
+        loop_.wait(ready_.empty() ? -1 : 0);
+        now_ms_ = io::monotonic_ms();
+        if (shutting_down_ && now_ms_ >= shutdown_deadline_) run_timers();
+    }
+}
+
+}  // namespace wsrelay::relay

@@ -1,0 +1,116 @@
+// The reactor: listeners, every connection, the rooms, and the per-turn bookkeeping that makes
+// edge-triggered I/O work.
+//
+// One turn of run():
+//   1. connections on the ready list (read budget ran out last turn) read again;
+//   2. every dirty connection flushes its queue once, so a burst of broadcasts becomes one
+//      sendmsg per peer ("write before sleep");
+//   3. connections retired this turn are freed, and rooms left empty are freed;
+//   4. the timerfd is re-armed if the earliest deadline moved earlier; epoll_wait (timeout 0 when
+//      the ready list is non-empty) dispatches events.
+// Timeouts live in four intrusive lists, each ordered by the time its period started, so expiry
+// looks only at list heads: handshake (Request), idle (Open, not pinged), pinged (Open, ping sent),
+// closing (Closing).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "io/event_loop.h"
+#include "io/listener.h"
+#include "relay/connection.h"
+#include "relay/http.h"
+#include "relay/hub.h"
+#include "relay/stats.h"
+#include "util/intrusive_list.h"
+#include "util/log.h"
+
+namespace wsrelay::relay {
+
+// A listening socket the server should serve, already bound (or inherited from systemd).
+struct ListenSocket {
+    io::UniqueFd fd;
+    std::string address;  // for logs
+};
+
+class Server {
+public:
+    using List = util::IntrusiveList<Connection, &Connection::timer_hook_>;
+
+    Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets);
+    ~Server();
+
+    // Runs until shutdown completes. Returns the process exit status.
+    int run();
+    // SIGTERM/SIGINT: stop accepting, close every peer with 1001, exit when all are gone or after
+    // shutdown_timeout.
+    void begin_shutdown(std::string_view why);
+    // SIGHUP with a config that parsed: apply what can change at run time.
+    void apply_config(config::Config config);
+
+    const config::Config& config() const noexcept { return config_; }
+    const StaticSite& site() const noexcept { return site_; }
+    Hub& hub() noexcept { return hub_; }
+    Stats& stats() noexcept { return stats_; }
+    uint64_t now_ms() const noexcept { return now_ms_; }
+    size_t open_connections() const noexcept { return open_count_; }
+    bool shutting_down() const noexcept { return shutting_down_; }
+
+    // The shared read buffer: valid until the next read by any connection.
+    std::span<std::byte> scratch() noexcept { return {scratch_.get(), kScratchBytes}; }
+    static constexpr size_t kScratchBytes = 256 * 1024;
+
+    // Bookkeeping called by connections.
+    void mark_dirty(Connection& c) noexcept { dirty_.push_back(c); }
+    void mark_ready(Connection& c) noexcept { ready_.push_back(c); }
+    void set_timer(Connection& c, List& list) noexcept {
+        c.timer_since_ms = now_ms_;
+        list.push_back(c);
+    }
+    void retire(Connection& c) noexcept;
+    List& handshake_timers() noexcept { return handshake_timers_; }
+    List& idle_timers() noexcept { return idle_timers_; }
+    List& pinged_timers() noexcept { return pinged_timers_; }
+    List& closing_timers() noexcept { return closing_timers_; }
+    // Rate-limited warnings for limits a peer can trip at will.
+    bool warn_allowed(uint64_t& suppressed) noexcept { return warn_limit_.allow(now_ms_, suppressed); }
+
+private:
+    class TimerFd;
+    void on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len);
+    void on_accept_exhausted(int error);
+    void run_timers();
+    void arm_timer();
+    uint64_t next_deadline() const noexcept;
+    void free_retired() noexcept;
+
+    io::EventLoop& loop_;
+    config::Config config_;
+    StaticSite site_;
+    Stats stats_;
+    Hub hub_;
+    std::vector<std::unique_ptr<io::Listener>> listeners_;
+    std::unique_ptr<TimerFd> timer_;
+    std::unique_ptr<std::byte[]> scratch_;
+
+    util::IntrusiveList<Connection, &Connection::hub_hook_> connections_;
+    util::IntrusiveList<Connection, &Connection::hub_hook_> graveyard_;
+    util::IntrusiveList<Connection, &Connection::dirty_hook_> dirty_;
+    util::IntrusiveList<Connection, &Connection::ready_hook_> ready_;
+    List handshake_timers_, idle_timers_, pinged_timers_, closing_timers_;
+
+    uint64_t now_ms_ = 0;
+    uint64_t armed_deadline_ = 0;        // when the timerfd fires; 0: not armed
+    uint64_t accept_resume_at_ = 0;      // listeners paused on EMFILE resume then; 0: not paused
+    uint64_t shutdown_deadline_ = 0;
+    uint64_t next_id_ = 1;
+    size_t open_count_ = 0;
+    bool shutting_down_ = false;
+    util::RateLimit warn_limit_{1000, 5};
+};
+
+}  // namespace wsrelay::relay

@@ -1,0 +1,69 @@
+#include "util/address.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace wsrelay::util {
+
+std::optional<SocketAddress> parse_socket_address(std::string_view text) {
+    std::string host;
+    std::string_view port_text;
+    if (!text.empty() && text.front() == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+        host = std::string(text.substr(1, close - 1));
+        port_text = text.substr(close + 2);
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+        host = std::string(text.substr(0, colon));
+        port_text = text.substr(colon + 1);
+    }
+    unsigned port = 0;
+    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535)
+        return std::nullopt;
+
+    SocketAddress a;
+    if (text.front() == '[') {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+        if (inet_pton(AF_INET6, host.c_str(), &s6->sin6_addr) != 1) return std::nullopt;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(static_cast<uint16_t>(port));
+        a.length = sizeof(sockaddr_in6);
+    } else {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+        if (inet_pton(AF_INET, host.c_str(), &s4->sin_addr) != 1) return std::nullopt;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(static_cast<uint16_t>(port));
+        a.length = sizeof(sockaddr_in);
+    }
+    return a;
+}
+
+std::string format_socket_address(const sockaddr* addr, socklen_t length) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (addr->sa_family == AF_INET && length >= sizeof(sockaddr_in)) {
+        const auto* s4 = reinterpret_cast<const sockaddr_in*>(addr);
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+        return std::string(host) + ":" + std::to_string(port);
+    }
+    if (addr->sa_family == AF_INET6 && length >= sizeof(sockaddr_in6)) {
+        const auto* s6 = reinterpret_cast<const sockaddr_in6*>(addr);
+        port = ntohs(s6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            inet_ntop(AF_INET, reinterpret_cast<const uint8_t*>(&s6->sin6_addr) + 12, host, sizeof host);
+            return std::string(host) + ":" + std::to_string(port);
+        }
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        return "[" + std::string(host) + "]:" + std::to_string(port);
+    }
+    if (addr->sa_family == AF_UNIX) return "unix";
+    return "?";
+}
+
+}  // namespace wsrelay::util

@@ -1,0 +1,27 @@
+// Socket addresses as operators write them: "127.0.0.1:8080", "[::1]:443", "0.0.0.0:80".
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wsrelay::util {
+
+struct SocketAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+    int family() const noexcept { return storage.ss_family; }
+};
+
+// Parses "IPv4:port" or "[IPv6]:port" (port 0-65535, numeric hosts only: no DNS at startup).
+std::optional<SocketAddress> parse_socket_address(std::string_view text);
+
+// "1.2.3.4:80" or "[::1]:80"; IPv4-mapped IPv6 addresses are shown as IPv4.
+std::string format_socket_address(const sockaddr* addr, socklen_t length);
+inline std::string format_socket_address(const SocketAddress& a) { return format_socket_address(a.get(), a.length); }
+
+}  // namespace wsrelay::util

@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/journal.h"
 #include "daemon/notify.h"
 #include "daemon/signals.h"
 #include "io/event_loop.h"
 #include "io/listener.h"
+#include "io/tls_context.h"
 #include "relay/server.h"
 #include "util/address.h"
 #include "util/log.h"
@@ -117,13 +119,17 @@ std::optional<config::Config> load(const Options& opts, std::string& error) {
     config::Config c = std::move(r.config);
     if (!opts.listen.empty()) {
         c.listen.clear();
+        c.explicit_listen = true;
         for (const std::string& text : opts.listen) {
             const auto a = util::parse_socket_address(text);
             if (!a) {
                 error = "--listen " + text + ": expected \"IPv4:port\" or \"[IPv6]:port\"";
                 return std::nullopt;
             }
-            c.listen.push_back({text, *a});
+            config::Listen l;
+            l.address = text;
+            l.socket_address = *a;
+            c.listen.push_back(std::move(l));
         }
     }
     if (!c.www_root.empty()) {
@@ -137,28 +143,77 @@ std::optional<config::Config> load(const Options& opts, std::string& error) {
     return c;
 }
 
-std::vector<relay::ListenSocket> open_listeners(const config::Config& c) {
+// Sockets from the service manager when socket-activated, otherwise bound from the config.
+// A passed socket is matched to a [[listen]] entry by its FileDescriptorName= (`name`), or else
+// by its address; that entry says whether it speaks TLS. With no [[listen]] in the config at all,
+// every passed socket is plain ws.
+std::vector<relay::ListenSocket> open_listeners(const config::Config& c, bool explicit_listen) {
     std::vector<relay::ListenSocket> out;
     auto inherited = io::inherited_sockets();
     if (!inherited.empty()) {
+        std::vector<bool> used(c.listen.size(), false);
         for (auto& s : inherited) {
             const std::string addr = io::local_address_of(s.fd.get());
-            out.push_back({std::move(s.fd), addr});
+            bool tls = false, metrics = false, matched = !explicit_listen;
+            for (size_t i = 0; i < c.listen.size() && explicit_listen; ++i) {
+                const config::Listen& l = c.listen[i];
+                const bool by_name = !l.name.empty() && l.name == s.name;
+                const bool by_addr = l.name.empty() && util::format_socket_address(l.socket_address) == addr;
+                if (!used[i] && (by_name || by_addr)) {
+                    used[i] = matched = true;
+                    tls = l.tls;
+                    metrics = l.metrics;
+                    break;
+                }
+            }
+            if (!matched)
+                throw std::runtime_error("socket activation: passed socket " + addr + " (FileDescriptorName=" + s.name +
+                                         ") matches no [[listen]] entry by name or address");
+            out.push_back({std::move(s.fd), addr, tls, metrics});
         }
+        for (size_t i = 0; i < used.size() && explicit_listen; ++i)
+            if (!used[i])
+                throw std::runtime_error("socket activation: [[listen]] " + c.listen[i].address +
+                                         (c.listen[i].name.empty() ? "" : " (name \"" + c.listen[i].name + "\")") +
+                                         " got no socket from the service manager");
         return out;
     }
     for (const config::Listen& l : c.listen) {
         io::UniqueFd fd = io::bind_listener(l.socket_address);
         const std::string addr = io::local_address_of(fd.get());
-        out.push_back({std::move(fd), addr});
+        out.push_back({std::move(fd), addr, l.tls, l.metrics});
     }
     return out;
 }
 
-std::string status_line(const relay::Server& s) {
-    return std::to_string(s.open_connections()) + " connections, " +
-           std::to_string(const_cast<relay::Server&>(s).hub().room_count()) + " rooms";
+io::TlsSettings tls_settings(const config::Config& c) {
+    io::TlsSettings s;
+    s.certificates.push_back({"", c.tls.certificate, c.tls.private_key});
+    for (const auto& e : c.tls.sni) s.certificates.push_back({e.server_name, e.certificate, e.private_key});
+    s.min_version = c.tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+    s.ciphers = c.tls.ciphers;
+    s.ciphersuites = c.tls.ciphersuites;
+    s.session_tickets = c.tls.session_tickets;
+    return s;
 }
+
+// Loads the certificates when a listener needs them. Returns false (with `error`) on a bad one.
+bool load_tls(const config::Config& c, std::shared_ptr<io::TlsContexts>& out, std::string& error) {
+    out.reset();
+    if (!c.any_tls()) return true;
+    out = io::TlsContexts::load(tls_settings(c), error);
+    if (!out) error = c.source + ": [tls]: " + error;
+    return out != nullptr;
+}
+
+std::string status_line(relay::Server& s, double messages_per_s = 0) {
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.0f", messages_per_s);
+    return std::to_string(s.hub().member_count()) + " WebSocket connections (" + std::to_string(s.open_connections()) +
+           " in all), " + std::to_string(s.hub().room_count()) + " rooms, " + rate + " messages/s in";
+}
+
+constexpr uint64_t kStatusIntervalMs = 5000;
 
 }  // namespace
 
@@ -170,21 +225,30 @@ int main(int argc, char** argv) {
     std::string error;
     auto cfg = load(*opts, error);
     if (!cfg) {
-        LOG_ERR("wsrelay: %s", error.c_str());
+        WSLOG_ERR("wsrelay: %s", error.c_str());
+        daemon::notify_failure(error, 0);
+        return 2;
+    }
+    std::shared_ptr<io::TlsContexts> tls;
+    if (!load_tls(*cfg, tls, error)) {
+        WSLOG_ERR("wsrelay: %s", error.c_str());
         daemon::notify_failure(error, 0);
         return 2;
     }
     if (opts->check) {
-        for (const config::Listen& l : cfg->listen) std::printf("listen %s (ws)\n", l.address.c_str());
+        for (const config::Listen& l : cfg->listen)
+            std::printf("listen %s (%s%s%s)\n", l.address.c_str(), l.tls ? "wss" : "ws", l.name.empty() ? "" : ", name ",
+                        l.name.c_str());
         std::printf("%s: configuration is valid\n", cfg->source.c_str());
         return 0;
     }
     util::set_log_level(cfg->log_level);
+    daemon::use_journal_if_connected();
     daemon::ignore_sigpipe();
 
     try {
         io::EventLoop loop;
-        relay::Server server(loop, *cfg, open_listeners(*cfg));
+        relay::Server server(loop, *cfg, open_listeners(*cfg, cfg->explicit_listen), tls);
         daemon::Signals signals(loop, {
             [&](int signo) {
                 daemon::notify_stopping("shutting down");
@@ -194,20 +258,29 @@ int main(int argc, char** argv) {
                 daemon::notify_reloading();
                 std::string why;
                 auto fresh = load(*opts, why);
-                if (!fresh) {
-                    LOG_ERR("reload failed, keeping the running configuration: %s", why.c_str());
+                std::shared_ptr<io::TlsContexts> fresh_tls;
+                if (!fresh || !load_tls(*fresh, fresh_tls, why)) {
+                    WSLOG_ERR("reload failed, keeping the running configuration and certificates: %s", why.c_str());
                 } else {
-                    server.apply_config(std::move(*fresh));
-                    LOG_NOTICE("configuration reloaded from %s", server.config().source.c_str());
+                    server.apply_config(std::move(*fresh), std::move(fresh_tls));
+                    WSLOG_NOTICE("configuration reloaded from %s", server.config().source.c_str());
                 }
                 daemon::notify_ready(status_line(server));
             },
         });
-        LOG_NOTICE("wsrelay %s started (config: %s)", WSRELAY_VERSION, cfg->source.c_str());
+        // STATUS= for `systemctl status`, refreshed from the loop's own timer.
+        uint64_t last_messages = 0;
+        server.add_periodic(kStatusIntervalMs, [&] {
+            const uint64_t m = server.stats().messages_in;
+            daemon::notify_status(status_line(server, static_cast<double>(m - last_messages) * 1000.0 / kStatusIntervalMs));
+            last_messages = m;
+        });
+        if (const uint64_t every = daemon::watchdog_interval_ms()) server.add_periodic(every, [] { daemon::notify_watchdog(); });
+        WSLOG_NOTICE("wsrelay %s started (config: %s)", WSRELAY_VERSION, cfg->source.c_str());
         daemon::notify_ready(status_line(server));
         return server.run();
     } catch (const std::exception& e) {
-        LOG_ERR("wsrelay: %s", e.what());
+        WSLOG_ERR("wsrelay: %s", e.what());
         daemon::notify_failure(e.what(), errno);
         return 1;
     }

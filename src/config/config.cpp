@@ -106,7 +106,7 @@ private:
 };
 
 void walk(const toml::table& root, const Walker& w, Config& c) {
-    w.only_keys(root, "", {"server", "listen", "limits", "timeouts", "rooms", "room"});
+    w.only_keys(root, "", {"server", "listen", "tls", "limits", "timeouts", "rooms", "room"});
 
     if (const auto* s = w.table(root, "server", "server")) {
         w.only_keys(*s, "server.", {"www_root", "log_level", "healthz"});
@@ -126,14 +126,56 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         for (const toml::node& item : *arr) {
             const std::string prefix = "listen[" + std::to_string(i++) + "].";
             const toml::table& t = *item.as_table();
-            w.only_keys(t, prefix, {"address"});
+            w.only_keys(t, prefix, {"address", "tls", "name", "metrics"});
             Listen l;
             w.string(t, "address", prefix + "address", l.address);
+            w.boolean(t, "tls", prefix + "tls", l.tls);
+            w.string(t, "name", prefix + "name", l.name);
+            w.boolean(t, "metrics", prefix + "metrics", l.metrics);
             if (!t.get("address")) w.fail(&item, prefix + "address", "missing (e.g. address = \"127.0.0.1:8080\")");
             const auto a = util::parse_socket_address(l.address);
             if (!a) w.fail(t.get("address"), prefix + "address", "expected \"IPv4:port\" or \"[IPv6]:port\", got \"" + l.address + "\"");
             l.socket_address = *a;
             c.listen.push_back(std::move(l));
+        }
+        c.explicit_listen = !c.listen.empty();
+    }
+
+    if (const auto* t = w.table(root, "tls", "tls")) {
+        w.only_keys(*t, "tls.", {"certificate", "private_key", "min_version", "ciphers", "ciphersuites",
+                                 "session_tickets", "sni"});
+        w.string(*t, "certificate", "tls.certificate", c.tls.certificate);
+        w.string(*t, "private_key", "tls.private_key", c.tls.private_key);
+        w.string(*t, "min_version", "tls.min_version", c.tls.min_version);
+        if (c.tls.min_version != "1.2" && c.tls.min_version != "1.3")
+            w.fail(t->get("min_version"), "tls.min_version", "expected \"1.2\" or \"1.3\", got \"" + c.tls.min_version + "\"");
+        w.string(*t, "ciphers", "tls.ciphers", c.tls.ciphers);
+        w.string(*t, "ciphersuites", "tls.ciphersuites", c.tls.ciphersuites);
+        w.boolean(*t, "session_tickets", "tls.session_tickets", c.tls.session_tickets);
+        if (const toml::node* n = t->get("sni")) {
+            const toml::array* arr = n->as_array();
+            if (!arr || !arr->is_array_of_tables()) w.fail(n, "tls.sni", "expected [[tls.sni]] tables");
+            size_t i = 0;
+            for (const toml::node& item : *arr) {
+                const std::string prefix = "tls.sni[" + std::to_string(i++) + "].";
+                const toml::table& e = *item.as_table();
+                w.only_keys(e, prefix, {"server_name", "certificate", "private_key"});
+                TlsCertificate cert;
+                w.string(e, "server_name", prefix + "server_name", cert.server_name);
+                w.string(e, "certificate", prefix + "certificate", cert.certificate);
+                w.string(e, "private_key", prefix + "private_key", cert.private_key);
+                for (const char* key : {"server_name", "certificate", "private_key"})
+                    if (!e.get(key)) w.fail(&item, prefix + key, "missing");
+                c.tls.sni.push_back(std::move(cert));
+            }
+        }
+    }
+    for (size_t i = 0; i < c.listen.size(); ++i) {
+        if (!c.listen[i].tls) continue;
+        if (c.tls.certificate.empty() || c.tls.private_key.empty()) {
+            const toml::node* at = root.get("tls") ? root.get("tls") : root.get("listen");
+            w.fail(at, c.tls.certificate.empty() ? "tls.certificate" : "tls.private_key",
+                   "required because listen[" + std::to_string(i) + "] has tls = true");
         }
     }
 
@@ -141,7 +183,7 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         w.only_keys(*l, "limits.", {"max_connections", "max_header_bytes", "max_header_count", "max_message_bytes",
                                     "send_queue_bytes", "slow_consumer", "allowed_origins"});
         w.integer(*l, "max_connections", "limits.max_connections", c.max_connections, 1, 10'000'000);
-        w.integer(*l, "max_header_bytes", "limits.max_header_bytes", c.max_header_bytes, 256, 1 << 20);
+        w.integer(*l, "max_header_bytes", "limits.max_header_bytes", c.max_header_bytes, 256, 65536);
         w.integer(*l, "max_header_count", "limits.max_header_count", c.max_header_count, 4, 1000);
         w.integer(*l, "max_message_bytes", "limits.max_message_bytes", c.max_message_bytes, 125, int64_t{1} << 32);
         w.integer(*l, "send_queue_bytes", "limits.send_queue_bytes", c.send_queue_bytes, 1024, int64_t{1} << 34);
@@ -204,6 +246,12 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
 }
 
 }  // namespace
+
+bool Config::any_tls() const {
+    for (const Listen& l : listen)
+        if (l.tls) return true;
+    return false;
+}
 
 RoomSettings Config::room_settings(std::string_view path) const {
     const auto it = room_overrides.find(path);

@@ -20,6 +20,34 @@ namespace wsrelay::config {
 struct Listen {
     std::string address;  // as written, e.g. "[::1]:8080"
     util::SocketAddress socket_address;
+    bool tls = false;
+    std::string name;     // FileDescriptorName= of the systemd socket that provides it, if any
+    bool metrics = false; // serve GET /metrics (Prometheus) on this listener
+};
+
+struct TlsCertificate {
+    std::string server_name;  // SNI name or "*.domain"; empty for the default certificate
+    std::string certificate;  // PEM chain file, leaf first
+    std::string private_key;  // PEM key file
+    bool operator==(const TlsCertificate&) const = default;
+};
+
+// Modern defaults (forward secrecy, AEAD only) for TLS 1.2; TLS 1.3 suites are all AEAD.
+constexpr std::string_view kDefaultCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr std::string_view kDefaultCiphersuites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+struct Tls {
+    std::string certificate;
+    std::string private_key;
+    std::string min_version = "1.2";  // "1.2" or "1.3"
+    std::string ciphers{kDefaultCiphers};
+    std::string ciphersuites{kDefaultCiphersuites};
+    bool session_tickets = true;
+    std::vector<TlsCertificate> sni;  // [[tls.sni]]
+    bool operator==(const Tls&) const = default;
 };
 
 enum class SlowConsumer : uint8_t { Close, Drop };
@@ -38,7 +66,8 @@ struct Config {
     util::LogLevel log_level = util::LogLevel::Info;
     bool healthz = true;
 
-    std::vector<Listen> listen;  // [[listen]]; empty means the default listener
+    std::vector<Listen> listen;  // [[listen]]; the default listener when the file has none
+    bool explicit_listen = false;  // listeners came from [[listen]] or --listen, not the default
 
     // [limits]
     uint64_t max_connections = 10000;
@@ -56,11 +85,14 @@ struct Config {
     uint64_t close_timeout_ms = 5'000;
     uint64_t shutdown_timeout_ms = 10'000;
 
+    Tls tls;  // [tls], used by [[listen]] entries with tls = true
+
     // [rooms] and [[room]]
     RoomSettings rooms;
     std::map<std::string, RoomSettings, std::less<>> room_overrides;  // by exact path
 
     RoomSettings room_settings(std::string_view path) const;
+    bool any_tls() const;
 };
 
 constexpr std::string_view kDefaultListen = "127.0.0.1:8080";

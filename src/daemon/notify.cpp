@@ -2,6 +2,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <string>
 
 #include "io/event_loop.h"
@@ -18,6 +19,14 @@ void notify_reloading() {
 }
 
 void notify_stopping(std::string_view status) { send("STOPPING=1\nSTATUS=" + std::string(status)); }
+
+void notify_watchdog() { send("WATCHDOG=1"); }
+
+uint64_t watchdog_interval_ms() {
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return 0;
+    return std::max<uint64_t>(usec / 2 / 1000, 1);
+}
 
 void notify_status(std::string_view status) { send("STATUS=" + std::string(status)); }
 

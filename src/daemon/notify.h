@@ -2,6 +2,7 @@
 // no-op when NOTIFY_SOCKET is unset, so wsrelay behaves the same without systemd.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 namespace wsrelay::daemon {
@@ -11,6 +12,9 @@ void notify_ready(std::string_view status);
 void notify_reloading();
 void notify_stopping(std::string_view status);
 void notify_status(std::string_view status);
+// WATCHDOG=1. watchdog_interval_ms() is how often to send it (half of WatchdogSec=), 0 if off.
+void notify_watchdog();
+uint64_t watchdog_interval_ms();
 // A startup failure: STATUS= with the message and ERRNO= when there is one.
 void notify_failure(std::string_view message, int error);
 

@@ -28,6 +28,16 @@ proto::HandshakeLimits handshake_limits(const config::Config& c) {
     return {static_cast<size_t>(c.max_header_bytes), static_cast<size_t>(c.max_header_count)};
 }
 
+HttpResponse metrics_response(Server& server, bool head) {
+    const std::string body = render_metrics(server.stats(), server.open_connections(), server.hub().member_count(),
+                                            server.hub().room_count());
+    HttpResponse r;
+    r.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n\r\n";
+    if (!head) r.bytes += body;
+    return r;
+}
+
 bool origin_allowed(const config::Config& c, std::string_view origin) {
     if (c.allowed_origins.empty()) return true;
     return std::any_of(c.allowed_origins.begin(), c.allowed_origins.end(),
@@ -36,14 +46,16 @@ bool origin_allowed(const config::Config& c, std::string_view origin) {
 
 }  // namespace
 
-Connection::Connection(Server& server, io::UniqueFd fd, const sockaddr_storage& peer, socklen_t peer_len,
-                       uint64_t id)
+Connection::Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const sockaddr_storage& peer,
+                       socklen_t peer_len, uint64_t id, bool metrics)
     : server_(server),
-      transport_(std::move(fd)),
+      transport_(std::move(fd), std::move(ssl)),
       id_(id),
       decoder_(decoder_options(server.config())),
       parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))),
-      peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {}
+      peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {
+    metrics_ = metrics;
+}
 
 Connection::~Connection() {
     // The server unlinks us from its lists in retire(); these are the ones it cannot know about.
@@ -54,12 +66,21 @@ Connection::~Connection() {
     timer_hook_.unlink();
 }
 
+util::LogFields Connection::log_fields() const noexcept {
+    util::LogFields f;
+    f.conn = id_;
+    f.peer = peer_;
+    if (room_) f.room = room_->name();
+    return f;
+}
+
 // --- Events --------------------------------------------------------------------------------------
 
 void Connection::on_event(uint32_t events) {
     if (state_ == State::Dead) return;  // retired earlier in this batch; freed after it
     if (events & EPOLLOUT) {
         writable_ = true;
+        if (transport_.read_wants_write()) on_readable();  // a TLS read that had to write first
         if (!queue_.empty()) flush();
     }
     // EPOLLRDHUP/EPOLLHUP/EPOLLERR all mean "a read will not block": it returns the data still
@@ -67,6 +88,7 @@ void Connection::on_event(uint32_t events) {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         readable_ = true;
         on_readable();
+        if (transport_.write_wants_read() && !queue_.empty()) flush();  // a TLS write that had to read
     }
 }
 
@@ -94,7 +116,20 @@ void Connection::on_readable() {
         }
         if (r.status == io::IoStatus::Error) {
             close_code_ = state_ == State::Open ? 1006 : close_code_;
+            if (!transport_.tls_error().empty()) {
+                // Garbage, plain HTTP or a truncated ClientHello on a TLS port: the peer's fault.
+                if (!transport_.handshake_done()) {
+                    ++server_.stats().tls_handshake_failures;
+                    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake failed: %s", static_cast<unsigned long long>(id_),
+                             peer_.c_str(), transport_.tls_error().c_str());
+                }
+                return retire(transport_.tls_error());
+            }
             return retire(std::strerror(r.error));
+        }
+        if (!tls_counted_ && transport_.tls() && transport_.handshake_done()) {
+            tls_counted_ = true;
+            ++server_.stats().tls_handshakes;
         }
         pending_.release();
         // Any bytes at all count as activity: back to the end of the idle list, ping cancelled.
@@ -130,7 +165,6 @@ void Connection::consume(std::span<std::byte> data) {
                     case proto::StepKind::Data: on_data(s); break;
                     case proto::StepKind::Control: on_control(s); break;
                     case proto::StepKind::Error:
-                        ++server_.stats().closes_protocol_error;
                         discard_input_ = true;
                         if (state_ == State::Open) start_close(proto::to_wire(s.error.code), s.error.reason);
                         return;
@@ -148,8 +182,7 @@ bool Connection::consume_request(std::span<std::byte>& data) {
     switch (r.status) {
         case proto::ParseStatus::NeedMore: save_pending(data); return false;
         case proto::ParseStatus::Error:
-            ++server_.stats().handshake_failures;
-            LOG_INFO("conn=%llu peer=%s bad request: %d %.*s", static_cast<unsigned long long>(id_), peer_.c_str(),
+            WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s bad request: %d %.*s", static_cast<unsigned long long>(id_), peer_.c_str(),
                      r.error.status, static_cast<int>(r.error.reason.size()), r.error.reason.data());
             reject(r.error, false);
             return false;
@@ -164,8 +197,10 @@ bool Connection::consume_request(std::span<std::byte>& data) {
 void Connection::handle_request(const proto::Request& req) {
     if (req.kind == proto::RequestKind::WebSocket) return upgrade(req);
     ++server_.stats().http_requests;
-    HttpResponse res = respond_http(req, server_.site());
-    LOG_DEBUG("conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
+    HttpResponse res = metrics_ && req.path == "/metrics" && (req.method == "GET" || req.head)
+                           ? metrics_response(server_, req.head)
+                           : respond_http(req, server_.site());
+    WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
               static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.target.size()),
               req.target.data(), res.status);
     respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
@@ -174,17 +209,15 @@ void Connection::handle_request(const proto::Request& req) {
 void Connection::upgrade(const proto::Request& req) {
     const config::Config& cfg = server_.config();
     if (!origin_allowed(cfg, req.origin)) {
-        ++server_.stats().handshake_failures;
-        LOG_INFO("conn=%llu peer=%s origin \"%.*s\" not allowed: 403", static_cast<unsigned long long>(id_),
+        WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s origin \"%.*s\" not allowed: 403", static_cast<unsigned long long>(id_),
                  peer_.c_str(), static_cast<int>(req.origin.size()), req.origin.data());
         return reject({403, "origin not allowed"}, false);
     }
     Room& room = server_.hub().room(req.path, cfg);
     if (room.full()) {
-        ++server_.stats().handshake_failures;
         uint64_t suppressed = 0;
         if (server_.warn_allowed(suppressed))
-            LOG_WARNING("conn=%llu peer=%s room=%s is full (max_members=%u): 503 (%llu similar suppressed)",
+            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s is full (max_members=%u): 503 (%llu similar suppressed)",
                         static_cast<unsigned long long>(id_), peer_.c_str(), room.name().c_str(),
                         room.settings().max_members, static_cast<unsigned long long>(suppressed));
         return reject({503, "room is full"}, false);
@@ -199,7 +232,7 @@ void Connection::upgrade(const proto::Request& req) {
     server_.hub().join(room, *this);
     ++server_.stats().websocket_upgrades;
     server_.set_timer(*this, server_.idle_timers());
-    LOG_INFO("conn=%llu peer=%s room=%s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
              room.name().c_str(), server_.open_connections());
 }
 
@@ -219,6 +252,7 @@ void Connection::respond(std::string response, bool keep_alive) {
 }
 
 void Connection::reject(const proto::HttpError& error, bool head) {
+    server_.stats().count_refusal(error.status);
     respond(proto::build_error_response(error, head), false);
 }
 
@@ -278,14 +312,13 @@ void Connection::enqueue(const FramePtr& frame, size_t payload_bytes) {
         if (cfg.slow_consumer == config::SlowConsumer::Drop) {
             ++server_.stats().messages_dropped_slow_consumer;
             if (log)
-                LOG_WARNING("conn=%llu peer=%s room=%s send queue full (%llu bytes): message dropped (%llu similar suppressed)",
+                WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): message dropped (%llu similar suppressed)",
                             static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
                             static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
             return;
         }
-        ++server_.stats().closes_slow_consumer;
         if (log)
-            LOG_WARNING("conn=%llu peer=%s room=%s send queue full (%llu bytes): closing 1008 (%llu similar suppressed)",
+            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): closing 1008 (%llu similar suppressed)",
                         static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
                         static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
         return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "send queue full");
@@ -322,7 +355,7 @@ void Connection::flush() {
         const size_t n = queue_.fill_iov(iov, kMaxIov);
         size_t total = 0;
         for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
-        const io::IoResult r = transport_.writev({iov, n});
+        const io::IoResult r = transport_.writev({iov, n}, server_.tls_staging());
         if (r.status == io::IoStatus::WouldBlock) {
             writable_ = false;
             return;
@@ -334,7 +367,8 @@ void Connection::flush() {
         queue_.consume(r.bytes);
         // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather than
         // spend a syscall to learn EAGAIN.
-        if (r.bytes < total) writable_ = false;
+        // (TLS writes at most one staging buffer per call, so only WouldBlock means "full" there.)
+        if (!transport_.tls() && r.bytes < total) writable_ = false;
     }
     if (queue_.empty() && state_ == State::Closing) on_output_drained();
 }
@@ -367,13 +401,17 @@ void Connection::retire(std::string_view why) {
     parser_.reset();
     transport_.close();
     server_.retire(*this);
+    util::LogFields f = log_fields();
+    f.room = room;
+    f.close_code = close_code_;
     if (upgraded_) {
-        LOG_INFO("conn=%llu peer=%s%s%s closed code=%u reason=\"%s\" (%.*s), %zu open",
+        server_.stats().count_close(close_code_);
+        WSLOG_EVENT(util::LogLevel::Info, f, "conn=%llu peer=%s%s%s closed code=%u reason=\"%s\" (%.*s), %zu open",
                  static_cast<unsigned long long>(id_), peer_.c_str(), room.empty() ? "" : " room=", room.c_str(),
                  close_code_, close_reason_.c_str(), static_cast<int>(why.size()), why.data(),
                  server_.open_connections());
     } else {
-        LOG_DEBUG("conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+        WSLOG_EVENT(util::LogLevel::Debug, f, "conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
                   static_cast<int>(why.size()), why.data(), server_.open_connections());
     }
 }
@@ -381,9 +419,8 @@ void Connection::retire(std::string_view why) {
 // --- Timers --------------------------------------------------------------------------------------
 
 void Connection::on_handshake_timeout() {
-    ++server_.stats().handshake_failures;
     if (pending_.empty()) return retire("idle HTTP connection timed out");
-    LOG_INFO("conn=%llu peer=%s request not complete within handshake_timeout: 408", static_cast<unsigned long long>(id_),
+    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s request not complete within handshake_timeout: 408", static_cast<unsigned long long>(id_),
              peer_.c_str());
     pending_.release();
     reject({408, "request not complete in time"}, false);
@@ -397,7 +434,6 @@ void Connection::send_ping() {
 
 void Connection::on_close_timeout() {
     if (state_ == State::Open) {  // reached through the idle list: nothing arrived at all
-        ++server_.stats().closes_idle;
         return start_close(proto::to_wire(proto::CloseCode::GoingAway), "idle timeout");
     }
     retire("close timeout");

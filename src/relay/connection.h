@@ -33,6 +33,7 @@
 #include "relay/outbound_queue.h"
 #include "util/byte_buffer.h"
 #include "util/intrusive_list.h"
+#include "util/log.h"
 
 namespace wsrelay::relay {
 
@@ -43,7 +44,8 @@ class Connection final : public io::Pollable {
 public:
     enum class State : uint8_t { Request, Open, Closing, Dead };
 
-    Connection(Server& server, io::UniqueFd fd, const sockaddr_storage& peer, socklen_t peer_len, uint64_t id);
+    Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const sockaddr_storage& peer, socklen_t peer_len,
+               uint64_t id, bool metrics);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -96,6 +98,7 @@ private:
     void on_output_drained();
     void retire(std::string_view why);
     void save_pending(std::span<const std::byte> rest);
+    util::LogFields log_fields() const noexcept;
 
     Server& server_;
     io::Transport transport_;
@@ -108,7 +111,9 @@ private:
     bool close_received_ = false; // the peer's close frame arrived
     bool discard_input_ = false;  // Closing with nothing left to decode (HTTP, or after an error)
     bool write_shut_ = false;     // shutdown(SHUT_WR) done
-    bool upgraded_ = false;       // the WebSocket handshake succeeded (closes are logged at info)
+    bool upgraded_ = false;
+    bool tls_counted_ = false;    // the TLS handshake completed and was counted
+    bool metrics_ = false;        // this connection's listener serves /metrics       // the WebSocket handshake succeeded (closes are logged at info)
     uint16_t close_code_ = 0;     // for the log line: the code of the close under way
     proto::FrameDecoder decoder_;
     std::unique_ptr<proto::RequestParser> parser_;  // only while in State::Request

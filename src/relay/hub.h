@@ -60,6 +60,7 @@ public:
     void apply(const config::Config& config);
 
     size_t room_count() const noexcept { return rooms_.size(); }
+    size_t member_count() const noexcept { return members_; }
     Stats& stats() noexcept { return stats_; }
 
 private:
@@ -67,6 +68,7 @@ private:
     // Keyed by a view of the Room's own name, so a lookup allocates nothing.
     std::unordered_map<std::string_view, std::unique_ptr<Room>> rooms_;
     std::vector<std::string> maybe_empty_;
+    size_t members_ = 0;  // WebSocket connections in any room
 };
 
 }  // namespace wsrelay::relay

@@ -36,24 +36,30 @@ private:
     io::UniqueFd fd_;
 };
 
-Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets)
+Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets,
+               std::shared_ptr<io::TlsContexts> tls)
     : loop_(loop),
       config_(std::move(config)),
       site_{config_.www_root, config_.healthz},
       hub_(stats_),
+      tls_(std::move(tls)),
       timer_(std::make_unique<TimerFd>(*this)),
-      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes)) {
+      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kTlsStagingBytes)) {
     now_ms_ = io::monotonic_ms();
     if (const int e = loop_.add(timer_->fd(), EPOLLIN, timer_.get()))
         throw std::runtime_error(std::string("epoll_ctl(timerfd): ") + std::strerror(e));
     for (ListenSocket& s : sockets) {
+        if (s.tls && !tls_) throw std::runtime_error("listener " + s.address + " has tls = true but no [tls] certificate");
         auto l = std::make_unique<io::Listener>(
             std::move(s.fd), s.address,
-            [this](io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len) { on_accept(std::move(fd), peer, len); },
+            [this, i = listeners_.size()](io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len) {
+                on_accept(std::move(fd), peer, len, listener_info_[i]);
+            },
             [this](int error) { on_accept_exhausted(error); });
         if (const int e = loop_.add(l->fd(), EPOLLIN, l.get()))
             throw std::runtime_error("epoll_ctl(listener " + s.address + "): " + std::strerror(e));
         listeners_.push_back(std::move(l));
+        listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics});
     }
 }
 
@@ -69,33 +75,42 @@ Server::~Server() {
     free_retired();
 }
 
-void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len) {
+void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len, const ListenSocket& how) {
     ++stats_.connections_accepted;
     if (shutting_down_) return;  // fd closes on return
     if (open_count_ >= config_.max_connections) {
         ++stats_.connections_refused;
+        stats_.count_refusal(503);
         // One non-blocking write of a short 503: a well-behaved client learns why; nothing waits.
         static const std::string kBusy = proto::build_error_response({503, "too many connections"});
         [[maybe_unused]] const ssize_t n = ::send(fd.get(), kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         uint64_t suppressed = 0;
         if (warn_allowed(suppressed))
-            LOG_WARNING("max_connections (%llu) reached: refused %s with 503 (%llu similar suppressed)",
+            WSLOG_WARNING("max_connections (%llu) reached: refused %s with 503 (%llu similar suppressed)",
                         static_cast<unsigned long long>(config_.max_connections),
                         util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), len).c_str(),
                         static_cast<unsigned long long>(suppressed));
         return;
     }
     const int raw = fd.get();
-    auto* c = new Connection(*this, std::move(fd), peer, len, next_id_++);
+    io::SslPtr ssl;
+    if (how.tls) {
+        ssl = tls_->new_session(raw);
+        if (!ssl) {
+            WSLOG_ERR("SSL_new: %s, dropping a connection", io::tls_error_string().c_str());
+            return;
+        }
+    }
+    auto* c = new Connection(*this, std::move(fd), std::move(ssl), peer, len, next_id_++, how.metrics);
     if (const int e = loop_.add(raw, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c)) {
-        LOG_ERR("epoll_ctl(conn=%llu): %s, dropping it", static_cast<unsigned long long>(c->id()), std::strerror(e));
+        WSLOG_ERR("epoll_ctl(conn=%llu): %s, dropping it", static_cast<unsigned long long>(c->id()), std::strerror(e));
         delete c;
         return;
     }
     connections_.push_back(*c);
     ++open_count_;
     set_timer(*c, handshake_timers_);
-    LOG_DEBUG("conn=%llu peer=%s accepted, %zu open", static_cast<unsigned long long>(c->id()), c->peer().c_str(),
+    WSLOG_DEBUG("conn=%llu peer=%s accepted, %zu open", static_cast<unsigned long long>(c->id()), c->peer().c_str(),
               open_count_);
 }
 
@@ -105,7 +120,7 @@ void Server::on_accept_exhausted(int error) {
     accept_resume_at_ = now_ms_ + kPauseMs;
     uint64_t suppressed = 0;
     if (warn_allowed(suppressed))
-        LOG_WARNING("accept paused %llu ms: %s (%llu similar suppressed)", static_cast<unsigned long long>(kPauseMs),
+        WSLOG_WARNING("accept paused %llu ms: %s (%llu similar suppressed)", static_cast<unsigned long long>(kPauseMs),
                     std::strerror(error), static_cast<unsigned long long>(suppressed));
 }
 
@@ -132,6 +147,7 @@ uint64_t Server::next_deadline() const noexcept {
     consider(pinged_timers_, config_.idle_timeout_ms);
     consider(closing_timers_, config_.close_timeout_ms);
     if (accept_resume_at_) d = std::min(d, accept_resume_at_);
+    for (const Periodic& p : periodic_) d = std::min(d, p.next_ms);
     if (shutting_down_) d = std::min(d, shutdown_deadline_);
     return d;
 }
@@ -172,6 +188,11 @@ void Server::run_timers() {
         List::erase(*c);
         c->on_close_timeout();
     }
+    for (Periodic& p : periodic_) {
+        if (now < p.next_ms) continue;
+        p.next_ms = now + p.interval_ms;
+        p.fn();
+    }
     if (accept_resume_at_ && now >= accept_resume_at_) {
         accept_resume_at_ = 0;
         for (auto& l : listeners_)
@@ -179,11 +200,16 @@ void Server::run_timers() {
     }
 }
 
+void Server::add_periodic(uint64_t interval_ms, std::function<void()> fn) {
+    periodic_.push_back({interval_ms, now_ms_ + interval_ms, std::move(fn)});
+    armed_deadline_ = 0;
+}
+
 void Server::begin_shutdown(std::string_view why) {
     if (shutting_down_) return;
     shutting_down_ = true;
     shutdown_deadline_ = now_ms_ + config_.shutdown_timeout_ms;
-    LOG_NOTICE("shutting down (%.*s): closing %zu connections, waiting up to %s", static_cast<int>(why.size()),
+    WSLOG_NOTICE("shutting down (%.*s): closing %zu connections, waiting up to %s", static_cast<int>(why.size()),
                why.data(), open_count_, config::format_duration(config_.shutdown_timeout_ms).c_str());
     for (auto& l : listeners_) {
         loop_.remove(l->fd());
@@ -196,7 +222,8 @@ void Server::begin_shutdown(std::string_view why) {
     for (Connection* c : all) c->start_close(proto::to_wire(proto::CloseCode::GoingAway), "server shutting down");
 }
 
-void Server::apply_config(config::Config config) {
+void Server::apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls) {
+    if (tls) tls_ = std::move(tls);  // new handshakes only; live sessions keep their context
     const bool listeners_changed = [&] {
         if (config.listen.size() != config_.listen.size()) return true;
         for (size_t i = 0; i < config.listen.size(); ++i)
@@ -204,7 +231,7 @@ void Server::apply_config(config::Config config) {
         return false;
     }();
     if (listeners_changed)
-        LOG_WARNING("reload: [[listen]] changed; listeners change only on restart, keeping the current ones");
+        WSLOG_WARNING("reload: [[listen]] changed; listeners change only on restart, keeping the current ones");
     config.listen = config_.listen;
     config_ = std::move(config);
     site_ = {config_.www_root, config_.healthz};
@@ -215,7 +242,9 @@ void Server::apply_config(config::Config config) {
 }
 
 int Server::run() {
-    for (auto& l : listeners_) LOG_NOTICE("listening on %s (ws)", l->local_address().c_str());
+    for (size_t i = 0; i < listeners_.size(); ++i)
+        WSLOG_NOTICE("listening on %s (%s%s)", listeners_[i]->local_address().c_str(), listener_info_[i].tls ? "wss" : "ws",
+                     listener_info_[i].metrics ? ", /metrics" : "");
     std::vector<Connection*> batch;
     for (;;) {
         // 1. Connections whose read budget ran out last turn read again. A splice first: a visit
@@ -233,8 +262,8 @@ int Server::run() {
 
         if (shutting_down_ && (open_count_ == 0 || now_ms_ >= shutdown_deadline_)) {
             if (open_count_ != 0)
-                LOG_NOTICE("shutdown_timeout reached with %zu connections left; closing them", open_count_);
-            LOG_NOTICE("stopped");
+                WSLOG_NOTICE("shutdown_timeout reached with %zu connections left; closing them", open_count_);
+            WSLOG_NOTICE("stopped");
             return 0;
         }
         // 4. Sleep until an event or the earliest deadline.

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +23,7 @@
 #include "config/config.h"
 #include "io/event_loop.h"
 #include "io/listener.h"
+#include "io/tls_context.h"
 #include "relay/connection.h"
 #include "relay/http.h"
 #include "relay/hub.h"
@@ -35,13 +37,17 @@ namespace wsrelay::relay {
 struct ListenSocket {
     io::UniqueFd fd;
     std::string address;  // for logs
+    bool tls = false;
+    bool metrics = false;  // serve /metrics on this socket
 };
 
 class Server {
 public:
     using List = util::IntrusiveList<Connection, &Connection::timer_hook_>;
 
-    Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets);
+    // `tls` may be null when no listener speaks TLS.
+    Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets,
+           std::shared_ptr<io::TlsContexts> tls);
     ~Server();
 
     // Runs until shutdown completes. Returns the process exit status.
@@ -49,8 +55,11 @@ public:
     // SIGTERM/SIGINT: stop accepting, close every peer with 1001, exit when all are gone or after
     // shutdown_timeout.
     void begin_shutdown(std::string_view why);
+    // Runs `fn` every `interval_ms` from the reactor's own timer (status line, watchdog): a stuck
+    // loop stops these too, which is the point of a watchdog.
+    void add_periodic(uint64_t interval_ms, std::function<void()> fn);
     // SIGHUP with a config that parsed: apply what can change at run time.
-    void apply_config(config::Config config);
+    void apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls);
 
     const config::Config& config() const noexcept { return config_; }
     const StaticSite& site() const noexcept { return site_; }
@@ -63,6 +72,9 @@ public:
     // The shared read buffer: valid until the next read by any connection.
     std::span<std::byte> scratch() noexcept { return {scratch_.get(), kScratchBytes}; }
     static constexpr size_t kScratchBytes = 256 * 1024;
+    // Where small frames are gathered into one TLS record (the maximum record payload).
+    std::span<std::byte> tls_staging() noexcept { return {scratch_.get() + kScratchBytes, kTlsStagingBytes}; }
+    static constexpr size_t kTlsStagingBytes = 16 * 1024;
 
     // Bookkeeping called by connections.
     void mark_dirty(Connection& c) noexcept { dirty_.push_back(c); }
@@ -81,7 +93,7 @@ public:
 
 private:
     class TimerFd;
-    void on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len);
+    void on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len, const ListenSocket& how);
     void on_accept_exhausted(int error);
     void run_timers();
     void arm_timer();
@@ -93,7 +105,9 @@ private:
     StaticSite site_;
     Stats stats_;
     Hub hub_;
+    std::shared_ptr<io::TlsContexts> tls_;
     std::vector<std::unique_ptr<io::Listener>> listeners_;
+    std::vector<ListenSocket> listener_info_;  // tls/metrics flags and address of listeners_[i] (fd unused)
     std::unique_ptr<TimerFd> timer_;
     std::unique_ptr<std::byte[]> scratch_;
 
@@ -102,6 +116,13 @@ private:
     util::IntrusiveList<Connection, &Connection::dirty_hook_> dirty_;
     util::IntrusiveList<Connection, &Connection::ready_hook_> ready_;
     List handshake_timers_, idle_timers_, pinged_timers_, closing_timers_;
+
+    struct Periodic {
+        uint64_t interval_ms;
+        uint64_t next_ms;
+        std::function<void()> fn;
+    };
+    std::vector<Periodic> periodic_;
 
     uint64_t now_ms_ = 0;
     uint64_t armed_deadline_ = 0;        // when the timerfd fires; 0: not armed

@@ -1,25 +1,56 @@
 // Counters of the whole server, for logs, the STATUS= line and /metrics. Plain integers: one thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 
 namespace wsrelay::relay {
 
 struct Stats {
+    // Close codes counted one by one; anything else lands in "other".
+    static constexpr std::array<uint16_t, 10> kCloseCodes{1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011};
+    // Handshake refusals by HTTP status (and TLS handshake failures separately).
+    static constexpr std::array<uint16_t, 8> kRefusalStatuses{400, 403, 405, 408, 426, 431, 503, 505};
+
     uint64_t connections_accepted = 0;
-    uint64_t connections_refused = 0;  // max_connections reached
+    uint64_t connections_refused = 0;  // max_connections reached (also counted as a 503 refusal)
     uint64_t websocket_upgrades = 0;
     uint64_t http_requests = 0;
-    uint64_t handshake_failures = 0;
+    uint64_t tls_handshakes = 0;
+    uint64_t tls_handshake_failures = 0;
     uint64_t messages_in = 0;
     uint64_t bytes_in = 0;        // WebSocket message payload bytes received
     uint64_t messages_out = 0;    // deliveries: one message to one recipient
     uint64_t bytes_out = 0;       // payload bytes of those deliveries
     uint64_t messages_dropped_slow_consumer = 0;
-    uint64_t closes_slow_consumer = 0;
-    uint64_t closes_protocol_error = 0;
-    uint64_t closes_idle = 0;
     uint64_t accept_pauses = 0;
+    std::array<uint64_t, kCloseCodes.size() + 1> closes{};            // by kCloseCodes, then other
+    std::array<uint64_t, kRefusalStatuses.size() + 1> refusals{};     // by kRefusalStatuses, then other
+
+    void count_close(uint16_t code) noexcept {
+        size_t i = 0;
+        while (i < kCloseCodes.size() && kCloseCodes[i] != code) ++i;
+        ++closes[i];
+    }
+    void count_refusal(uint16_t status) noexcept {
+        size_t i = 0;
+        while (i < kRefusalStatuses.size() && kRefusalStatuses[i] != status) ++i;
+        ++refusals[i];
+    }
+    uint64_t refusal_count(uint16_t status) const noexcept {
+        for (size_t i = 0; i < kRefusalStatuses.size(); ++i)
+            if (kRefusalStatuses[i] == status) return refusals[i];
+        return refusals.back();
+    }
+    uint64_t close_count(uint16_t code) const noexcept {
+        for (size_t i = 0; i < kCloseCodes.size(); ++i)
+            if (kCloseCodes[i] == code) return closes[i];
+        return closes.back();
+    }
 };
+
+// Prometheus text exposition (version 0.0.4) of the counters and the live gauges.
+std::string render_metrics(const Stats& stats, size_t open_connections, size_t websocket_connections, size_t rooms);
 
 }  // namespace wsrelay::relay

@@ -19,6 +19,23 @@ inline bool log_enabled(LogLevel level) noexcept { return level <= log_level(); 
 
 void log_write(LogLevel level, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
 
+// Structured context of a per-connection event. Under journald each set field becomes a journal
+// field (WSRELAY_CONN, WSRELAY_PEER, WSRELAY_ROOM, WSRELAY_CLOSE_CODE), so
+// `journalctl -u wsrelay WSRELAY_ROOM=/lobby` works; on plain stderr the message text carries them.
+struct LogFields {
+    uint64_t conn = 0;           // 0: none
+    std::string_view peer;
+    std::string_view room;
+    int close_code = -1;         // -1: none
+};
+void log_event(LogLevel level, const LogFields& fields, const char* fmt, ...) noexcept
+    __attribute__((format(printf, 3, 4)));
+
+// Where formatted lines go. The default writes "<N>message\n" to stderr; daemon/ installs a
+// journald sink when stderr is connected to the journal.
+using LogSink = void (*)(LogLevel level, const LogFields* fields, std::string_view message) noexcept;
+void set_log_sink(LogSink sink) noexcept;
+
 // Passes at most `burst` events per `interval_ms`, and counts the rest so the next passing message
 // can say how many were suppressed. For warnings a peer can trigger at will (limits reached).
 class RateLimit {
@@ -41,8 +58,12 @@ private:
     do {                                                                                       \
         if (::wsrelay::util::log_enabled(level)) ::wsrelay::util::log_write(level, __VA_ARGS__); \
     } while (0)
-#define LOG_ERR(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Err, __VA_ARGS__)
-#define LOG_WARNING(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Warning, __VA_ARGS__)
-#define LOG_NOTICE(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Notice, __VA_ARGS__)
-#define LOG_INFO(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Info, __VA_ARGS__)
-#define LOG_DEBUG(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Debug, __VA_ARGS__)
+#define WSLOG_ERR(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Err, __VA_ARGS__)
+#define WSLOG_WARNING(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Warning, __VA_ARGS__)
+#define WSLOG_NOTICE(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Notice, __VA_ARGS__)
+#define WSLOG_INFO(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Info, __VA_ARGS__)
+#define WSLOG_DEBUG(...) WSRELAY_LOG(::wsrelay::util::LogLevel::Debug, __VA_ARGS__)
+#define WSLOG_EVENT(level, fields, ...)                                                                    \
+    do {                                                                                                 \
+        if (::wsrelay::util::log_enabled(level)) ::wsrelay::util::log_event(level, fields, __VA_ARGS__); \
+    } while (0)

@@ -1,0 +1,68 @@
+#include <cstdio>
+
+#include "relay/stats.h"
+
+namespace wsrelay::relay {
+namespace {
+
+void metric(std::string& out, const char* name, const char* type, const char* help, uint64_t value) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                  static_cast<unsigned long long>(value));
+    out += buf;
+}
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+}
+
+void labelled(std::string& out, const char* name, const char* label, const std::string& value, uint64_t n) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s{%s=\"%s\"} %llu\n", name, label, value.c_str(), static_cast<unsigned long long>(n));
+    out += buf;
+}
+
+}  // namespace
+
+std::string render_metrics(const Stats& s, size_t open_connections, size_t websocket_connections, size_t rooms) {
+    std::string o;
+    o.reserve(4096);
+    metric(o, "wsrelay_connections", "gauge", "Open connections (HTTP and WebSocket).", open_connections);
+    metric(o, "wsrelay_websocket_connections", "gauge", "Open WebSocket connections joined to a room.",
+           websocket_connections);
+    metric(o, "wsrelay_rooms", "gauge", "Rooms with at least one member.", rooms);
+    metric(o, "wsrelay_connections_accepted_total", "counter", "Connections accepted.", s.connections_accepted);
+    metric(o, "wsrelay_websocket_upgrades_total", "counter", "Successful WebSocket handshakes.", s.websocket_upgrades);
+    metric(o, "wsrelay_http_requests_total", "counter", "Plain HTTP requests answered.", s.http_requests);
+    metric(o, "wsrelay_tls_handshakes_total", "counter", "Completed TLS handshakes.", s.tls_handshakes);
+    metric(o, "wsrelay_tls_handshake_failures_total", "counter", "Failed TLS handshakes.", s.tls_handshake_failures);
+    metric(o, "wsrelay_messages_received_total", "counter", "WebSocket messages received from clients.", s.messages_in);
+    metric(o, "wsrelay_message_bytes_received_total", "counter", "Payload bytes of messages received.", s.bytes_in);
+    metric(o, "wsrelay_messages_sent_total", "counter", "Messages queued to recipients (one per recipient).",
+           s.messages_out);
+    metric(o, "wsrelay_message_bytes_sent_total", "counter", "Payload bytes of messages queued to recipients.",
+           s.bytes_out);
+    header(o, "wsrelay_messages_dropped_total", "counter", "Messages not delivered to a recipient, by reason.");
+    labelled(o, "wsrelay_messages_dropped_total", "reason", "slow_consumer", s.messages_dropped_slow_consumer);
+    header(o, "wsrelay_closes_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).");
+    for (size_t i = 0; i < Stats::kCloseCodes.size(); ++i)
+        labelled(o, "wsrelay_closes_total", "code", std::to_string(Stats::kCloseCodes[i]), s.closes[i]);
+    labelled(o, "wsrelay_closes_total", "code", "other", s.closes.back());
+    header(o, "wsrelay_handshake_failures_total", "counter", "Requests refused before or at the handshake, by HTTP status.");
+    for (size_t i = 0; i < Stats::kRefusalStatuses.size(); ++i)
+        labelled(o, "wsrelay_handshake_failures_total", "status", std::to_string(Stats::kRefusalStatuses[i]), s.refusals[i]);
+    labelled(o, "wsrelay_handshake_failures_total", "status", "other", s.refusals.back());
+    metric(o, "wsrelay_accept_pauses_total", "counter", "Times accepting paused for lack of file descriptors.",
+           s.accept_pauses);
+    return o;
+}
+
+}  // namespace wsrelay::relay

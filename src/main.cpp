@@ -3,6 +3,7 @@
 // Exit status: 0 after a clean shutdown (or a successful --check-config), 2 for a usage or
 // configuration error, 1 for any other startup failure (a port in use, no permission...).
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,6 +70,7 @@ std::optional<Options> parse_args(int argc, char** argv, int& exit_code) {
             if (a.rfind(eq, 0) == 0) return a.substr(eq.size());
             if (i + 1 < argc) return std::string(argv[++i]);
             std::fprintf(stderr, "wsrelay: %s needs a value\n%s", name, kUsage);
+            exit_code = 2;
             return std::nullopt;
         };
         if (a == "-h" || a == "--help") {
@@ -154,11 +156,14 @@ std::vector<relay::ListenSocket> open_listeners(const config::Config& c, bool ex
         std::vector<bool> used(c.listen.size(), false);
         for (auto& s : inherited) {
             const std::string addr = io::local_address_of(s.fd.get());
+            util::SocketAddress actual;
+            actual.length = sizeof actual.storage;
+            ::getsockname(s.fd.get(), reinterpret_cast<sockaddr*>(&actual.storage), &actual.length);
             bool tls = false, metrics = false, matched = !explicit_listen;
             for (size_t i = 0; i < c.listen.size() && explicit_listen; ++i) {
                 const config::Listen& l = c.listen[i];
                 const bool by_name = !l.name.empty() && l.name == s.name;
-                const bool by_addr = l.name.empty() && util::format_socket_address(l.socket_address) == addr;
+                const bool by_addr = l.name.empty() && util::address_covers(l.socket_address, actual);
                 if (!used[i] && (by_name || by_addr)) {
                     used[i] = matched = true;
                     tls = l.tls;

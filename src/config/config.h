@@ -3,7 +3,7 @@
 //
 // Every key has a default (the embedded defaults are `Config{}` plus one listener on
 // 127.0.0.1:8080). An error names the file, line, column and dotted key:
-//     /etc/wsrelay/wsrelay.toml:12:20: limits.max_message_bytes: expected an integer, got a string
+//     /etc/wsrelay/wsrelay.toml:12:21: limits.max_message_bytes: expected an integer, got a string
 #pragma once
 
 #include <cstdint>

@@ -202,7 +202,7 @@ size_t encode_close_payload(std::span<std::byte, kMaxControlPayload> out, uint16
     // Never cut a code point in half: back up over continuation bytes (10xxxxxx).
     if (n < reason.size())
         while (n > 0 && (static_cast<uint8_t>(reason[n]) & 0xC0) == 0x80) --n;
-    std::memcpy(out.data() + 2, reason.data(), n);
+    if (n) std::memcpy(out.data() + 2, reason.data(), n);
     return 2 + n;
 }
 
@@ -211,7 +211,7 @@ std::vector<std::byte> encode_frame(const FrameHeader& header, std::span<const s
     h.payload_len = payload.size();
     std::vector<std::byte> out(frame_header_size(h.payload_len, h.masked) + payload.size());
     const size_t hn = encode_frame_header(out, h);
-    std::memcpy(out.data() + hn, payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(out.data() + hn, payload.data(), payload.size());
     if (h.masked) apply_mask(std::span(out).subspan(hn), h.mask_key, 0);
     return out;
 }

@@ -93,15 +93,33 @@ void Connection::on_event(uint32_t events) {
 }
 
 void Connection::resume_reading() {
-    if (state_ != State::Dead && readable_) on_readable();
+    if (state_ != State::Dead && (readable_ || stalled_)) on_readable();
+}
+
+bool Connection::input_blocked() const noexcept {
+    // Input backpressure: a peer whose own output is piling up (it sends requests or pings but
+    // does not read the answers) is not read from until it catches up. Its bytes wait in the
+    // kernel's buffers and TCP flow control slows it down; our memory stays bounded.
+    return queue_.bytes() >= server_.config().send_queue_bytes / 2;
 }
 
 void Connection::on_readable() {
     const std::span<std::byte> scratch = server_.scratch();
     for (size_t budget = kReadBudgetBytes; state_ != State::Dead;) {
+        if (input_blocked()) {
+            input_paused_ = true;  // flush() resumes us once the queue has drained
+            return;
+        }
         // Put the unconsumed tail of the last read in front, so parsers see contiguous input.
         const size_t have = pending_.size();
         if (have) std::memcpy(scratch.data(), pending_.span().data(), have);
+        if (stalled_) {
+            // Input left unprocessed when the queue filled up: process it before reading more.
+            stalled_ = false;
+            pending_.release();
+            consume(scratch.first(have));
+            continue;
+        }
         const io::IoResult r = transport_.read(scratch.subspan(have));
         if (r.status == io::IoStatus::WouldBlock) {
             readable_ = false;
@@ -151,6 +169,10 @@ void Connection::save_pending(std::span<const std::byte> rest) { pending_.assign
 
 void Connection::consume(std::span<std::byte> data) {
     while (!data.empty()) {
+        if (input_blocked()) {
+            stalled_ = true;
+            return save_pending(data);
+        }
         switch (state_) {
             case State::Request:
                 if (!consume_request(data)) return;
@@ -200,6 +222,7 @@ void Connection::handle_request(const proto::Request& req) {
     HttpResponse res = metrics_ && req.path == "/metrics" && (req.method == "GET" || req.head)
                            ? metrics_response(server_, req.head)
                            : respond_http(req, server_.site());
+    if (res.status >= 400) server_.stats().count_refusal(res.status);
     WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
               static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.target.size()),
               req.target.data(), res.status);
@@ -365,6 +388,10 @@ void Connection::flush() {
             return retire(std::strerror(r.error));
         }
         queue_.consume(r.bytes);
+        if (input_paused_ && queue_.bytes() < server_.config().send_queue_bytes / 4) {
+            input_paused_ = false;
+            server_.mark_ready(*this);  // read again next turn: no new edge will say so
+        }
         // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather than
         // spend a syscall to learn EAGAIN.
         // (TLS writes at most one staging buffer per call, so only WouldBlock means "full" there.)
@@ -385,6 +412,7 @@ void Connection::on_output_drained() {
 
 void Connection::leave_room() {
     if (room_) {
+        closed_room_ = room_->name();
         server_.hub().leave(*room_, *this);
         room_ = nullptr;
     }
@@ -393,8 +421,8 @@ void Connection::leave_room() {
 
 void Connection::retire(std::string_view why) {
     if (state_ == State::Dead) return;
-    const std::string room = room_ ? room_->name() : std::string();
     leave_room();
+    const std::string& room = closed_room_;
     state_ = State::Dead;
     queue_.clear();
     pending_.release();

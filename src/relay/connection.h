@@ -84,6 +84,7 @@ public:
 
 private:
     void on_readable();
+    bool input_blocked() const noexcept;
     void consume(std::span<std::byte> data);
     bool consume_request(std::span<std::byte>& data);
     void handle_request(const proto::Request& request);
@@ -112,6 +113,8 @@ private:
     bool discard_input_ = false;  // Closing with nothing left to decode (HTTP, or after an error)
     bool write_shut_ = false;     // shutdown(SHUT_WR) done
     bool upgraded_ = false;
+    bool input_paused_ = false;   // not reading: our queue for this peer is over half its limit
+    bool stalled_ = false;        // `pending_` holds input that was not processed yet
     bool tls_counted_ = false;    // the TLS handshake completed and was counted
     bool metrics_ = false;        // this connection's listener serves /metrics       // the WebSocket handshake succeeded (closes are logged at info)
     uint16_t close_code_ = 0;     // for the log line: the code of the close under way
@@ -122,6 +125,7 @@ private:
     util::ByteBuffer message_;    // a message being reassembled
     std::string peer_;
     std::string close_reason_;
+    std::string closed_room_;     // the room it was in, for the close log line (set on leaving)
 };
 
 }  // namespace wsrelay::relay

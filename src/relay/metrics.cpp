@@ -56,10 +56,11 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     for (size_t i = 0; i < Stats::kCloseCodes.size(); ++i)
         labelled(o, "wsrelay_closes_total", "code", std::to_string(Stats::kCloseCodes[i]), s.closes[i]);
     labelled(o, "wsrelay_closes_total", "code", "other", s.closes.back());
-    header(o, "wsrelay_handshake_failures_total", "counter", "Requests refused before or at the handshake, by HTTP status.");
+    header(o, "wsrelay_http_errors_total", "counter",
+           "Requests answered with an HTTP error (refused handshakes, bad requests, limits), by status.");
     for (size_t i = 0; i < Stats::kRefusalStatuses.size(); ++i)
-        labelled(o, "wsrelay_handshake_failures_total", "status", std::to_string(Stats::kRefusalStatuses[i]), s.refusals[i]);
-    labelled(o, "wsrelay_handshake_failures_total", "status", "other", s.refusals.back());
+        labelled(o, "wsrelay_http_errors_total", "status", std::to_string(Stats::kRefusalStatuses[i]), s.refusals[i]);
+    labelled(o, "wsrelay_http_errors_total", "status", "other", s.refusals.back());
     metric(o, "wsrelay_accept_pauses_total", "counter", "Times accepting paused for lack of file descriptors.",
            s.accept_pauses);
     return o;

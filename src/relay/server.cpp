@@ -82,8 +82,9 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
         ++stats_.connections_refused;
         stats_.count_refusal(503);
         // One non-blocking write of a short 503: a well-behaved client learns why; nothing waits.
+        // (A TLS client cannot read plain text before its handshake: it is just closed.)
         static const std::string kBusy = proto::build_error_response({503, "too many connections"});
-        [[maybe_unused]] const ssize_t n = ::send(fd.get(), kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (!how.tls) [[maybe_unused]] const ssize_t n = ::send(fd.get(), kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         uint64_t suppressed = 0;
         if (warn_allowed(suppressed))
             WSLOG_WARNING("max_connections (%llu) reached: refused %s with 503 (%llu similar suppressed)",

@@ -11,7 +11,7 @@ struct Stats {
     // Close codes counted one by one; anything else lands in "other".
     static constexpr std::array<uint16_t, 10> kCloseCodes{1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011};
     // Handshake refusals by HTTP status (and TLS handshake failures separately).
-    static constexpr std::array<uint16_t, 8> kRefusalStatuses{400, 403, 405, 408, 426, 431, 503, 505};
+    static constexpr std::array<uint16_t, 9> kRefusalStatuses{400, 403, 404, 405, 408, 426, 431, 503, 505};
 
     uint64_t connections_accepted = 0;
     uint64_t connections_refused = 0;  // max_connections reached (also counted as a 503 refusal)
@@ -26,7 +26,7 @@ struct Stats {
     uint64_t messages_dropped_slow_consumer = 0;
     uint64_t accept_pauses = 0;
     std::array<uint64_t, kCloseCodes.size() + 1> closes{};            // by kCloseCodes, then other
-    std::array<uint64_t, kRefusalStatuses.size() + 1> refusals{};     // by kRefusalStatuses, then other
+    std::array<uint64_t, kRefusalStatuses.size() + 1> refusals{};     // error responses by status, then other
 
     void count_close(uint16_t code) noexcept {
         size_t i = 0;

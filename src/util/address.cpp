@@ -43,6 +43,38 @@ std::optional<SocketAddress> parse_socket_address(std::string_view text) {
     return a;
 }
 
+namespace {
+struct HostPort {
+    bool v6;
+    uint8_t host[16];
+    uint16_t port;
+    bool wildcard;
+};
+HostPort host_port(const SocketAddress& a) noexcept {
+    HostPort h{};
+    if (a.family() == AF_INET) {
+        const auto* s4 = reinterpret_cast<const sockaddr_in*>(&a.storage);
+        std::memcpy(h.host, &s4->sin_addr, 4);
+        h.port = ntohs(s4->sin_port);
+        h.wildcard = s4->sin_addr.s_addr == htonl(INADDR_ANY);
+    } else {
+        const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+        h.v6 = true;
+        std::memcpy(h.host, &s6->sin6_addr, 16);
+        h.port = ntohs(s6->sin6_port);
+        h.wildcard = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+    }
+    return h;
+}
+}  // namespace
+
+bool address_covers(const SocketAddress& configured, const SocketAddress& actual) noexcept {
+    const HostPort c = host_port(configured), a = host_port(actual);
+    if (c.port != a.port) return false;
+    if (c.wildcard && a.wildcard) return true;
+    return c.v6 == a.v6 && std::memcmp(c.host, a.host, c.v6 ? 16 : 4) == 0;
+}
+
 std::string format_socket_address(const sockaddr* addr, socklen_t length) {
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;

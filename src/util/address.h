@@ -20,6 +20,10 @@ struct SocketAddress {
 // Parses "IPv4:port" or "[IPv6]:port" (port 0-65535, numeric hosts only: no DNS at startup).
 std::optional<SocketAddress> parse_socket_address(std::string_view text);
 
+// Whether a socket bound to `actual` serves what `configured` asks for: the same port, and the same
+// host, or a wildcard host on both sides ("0.0.0.0:80" is served by a dual-stack "[::]:80").
+bool address_covers(const SocketAddress& configured, const SocketAddress& actual) noexcept;
+
 // "1.2.3.4:80" or "[::1]:80"; IPv4-mapped IPv6 addresses are shown as IPv4.
 std::string format_socket_address(const sockaddr* addr, socklen_t length);
 inline std::string format_socket_address(const SocketAddress& a) { return format_socket_address(a.get(), a.length); }

@@ -180,17 +180,26 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
     }
 
     if (const auto* l = w.table(root, "limits", "limits")) {
-        w.only_keys(*l, "limits.", {"max_connections", "max_header_bytes", "max_header_count", "max_message_bytes",
+        w.only_keys(*l, "limits.", {"max_connections", "max_connections_per_ip", "message_rate", "message_burst",
+                                    "rate_limit_action", "max_header_bytes", "max_header_count", "max_message_bytes",
                                     "send_queue_bytes", "slow_consumer", "allowed_origins"});
         w.integer(*l, "max_connections", "limits.max_connections", c.max_connections, 1, 10'000'000);
+        w.integer(*l, "max_connections_per_ip", "limits.max_connections_per_ip", c.max_connections_per_ip, 0, 10'000'000);
+        w.integer(*l, "message_rate", "limits.message_rate", c.message_rate, 0, 100'000'000);
+        w.integer(*l, "message_burst", "limits.message_burst", c.message_burst, 1, 100'000'000);
+        std::string action = "close";
+        w.string(*l, "rate_limit_action", "limits.rate_limit_action", action);
+        if (action == "close") c.rate_limit_action = LimitAction::Close;
+        else if (action == "drop") c.rate_limit_action = LimitAction::Drop;
+        else w.fail(l->get("rate_limit_action"), "limits.rate_limit_action", "expected \"close\" or \"drop\", got \"" + action + "\"");
         w.integer(*l, "max_header_bytes", "limits.max_header_bytes", c.max_header_bytes, 256, 65536);
         w.integer(*l, "max_header_count", "limits.max_header_count", c.max_header_count, 4, 1000);
         w.integer(*l, "max_message_bytes", "limits.max_message_bytes", c.max_message_bytes, 125, int64_t{1} << 32);
         w.integer(*l, "send_queue_bytes", "limits.send_queue_bytes", c.send_queue_bytes, 1024, int64_t{1} << 34);
         std::string policy = "close";
         w.string(*l, "slow_consumer", "limits.slow_consumer", policy);
-        if (policy == "close") c.slow_consumer = SlowConsumer::Close;
-        else if (policy == "drop") c.slow_consumer = SlowConsumer::Drop;
+        if (policy == "close") c.slow_consumer = LimitAction::Close;
+        else if (policy == "drop") c.slow_consumer = LimitAction::Drop;
         else w.fail(l->get("slow_consumer"), "limits.slow_consumer", "expected \"close\" or \"drop\", got \"" + policy + "\"");
         if (const toml::node* n = l->get("allowed_origins")) {
             const toml::array* arr = n->as_array();

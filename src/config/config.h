@@ -50,7 +50,9 @@ struct Tls {
     bool operator==(const Tls&) const = default;
 };
 
-enum class SlowConsumer : uint8_t { Close, Drop };
+// What a per-connection limit does when it trips: close the connection with 1008, or drop the
+// message (and count it).
+enum class LimitAction : uint8_t { Close, Drop };
 
 struct RoomSettings {
     bool echo = true;
@@ -71,11 +73,15 @@ struct Config {
 
     // [limits]
     uint64_t max_connections = 10000;
+    uint64_t max_connections_per_ip = 1000;  // 0: no limit
+    uint64_t message_rate = 1000;            // messages per second per connection (token bucket); 0: no limit
+    uint64_t message_burst = 1000;           // bucket size
+    LimitAction rate_limit_action = LimitAction::Close;  // Close: 1008; Drop: skip the message
     uint64_t max_header_bytes = 8192;
     uint64_t max_header_count = 64;
     uint64_t max_message_bytes = 1 << 20;
     uint64_t send_queue_bytes = 4 << 20;
-    SlowConsumer slow_consumer = SlowConsumer::Close;
+    LimitAction slow_consumer = LimitAction::Close;
     std::vector<std::string> allowed_origins;
 
     // [timeouts], in milliseconds

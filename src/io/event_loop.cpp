@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <ctime>
 #include <system_error>
+#include <utility>
 
 namespace wsrelay::io {
 
@@ -19,11 +20,15 @@ int EventLoop::add(int fd, uint32_t events, Pollable* p) noexcept {
 
 void EventLoop::remove(int fd) noexcept { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
-int EventLoop::wait(int timeout_ms) noexcept {
+int EventLoop::poll(int timeout_ms) noexcept {
     const int n = ::epoll_wait(epoll_.get(), events_, static_cast<int>(std::size(events_)), timeout_ms);
-    if (n <= 0) return 0;  // EINTR: the caller's loop simply turns again
+    ready_ = n > 0 ? n : 0;  // EINTR: the caller's loop simply turns again
+    return ready_;
+}
+
+void EventLoop::dispatch() noexcept {
+    const int n = std::exchange(ready_, 0);
     for (int i = 0; i < n; ++i) static_cast<Pollable*>(events_[i].data.ptr)->on_event(events_[i].events);
-    return n;
 }
 
 uint64_t monotonic_ms() noexcept { return monotonic_us() / 1000; }

@@ -33,11 +33,14 @@ public:
     // Unregisters `fd`; closing an fd does this too, so this is for fds that stay open.
     void remove(int fd) noexcept;
 
-    // Waits up to `timeout_ms` (-1: forever) and dispatches the events. Returns how many there were.
-    int wait(int timeout_ms) noexcept;
+    // Waits up to `timeout_ms` (-1: forever) for events; returns how many arrived. Then the owner
+    // updates its clock and calls dispatch(), so handlers see the time the events arrived.
+    int poll(int timeout_ms) noexcept;
+    void dispatch() noexcept;
 
 private:
     UniqueFd epoll_;
+    int ready_ = 0;
     epoll_event events_[256];
 };
 

@@ -252,6 +252,8 @@ void Connection::upgrade(const proto::Request& req) {
     state_ = State::Open;
     upgraded_ = true;
     room_ = &room;
+    rate_tokens_milli_ = cfg.message_burst * 1000;  // a full bucket to start with
+    rate_refilled_ms_ = server_.now_ms();
     server_.hub().join(room, *this);
     ++server_.stats().websocket_upgrades;
     server_.set_timer(*this, server_.idle_timers());
@@ -289,9 +291,42 @@ void Connection::on_data(const proto::DecodeStep& s) {
     }
 }
 
+bool Connection::take_rate_token() {
+    const config::Config& cfg = server_.config();
+    if (cfg.message_rate == 0) return true;
+    // Refill at message_rate per second, up to message_burst; one message costs one token.
+    const uint64_t now = server_.now_ms();
+    const uint64_t cap = cfg.message_burst * 1000;
+    rate_tokens_milli_ = std::min(cap, rate_tokens_milli_ + (now - rate_refilled_ms_) * cfg.message_rate);
+    rate_refilled_ms_ = now;
+    if (rate_tokens_milli_ < 1000) return false;
+    rate_tokens_milli_ -= 1000;
+    return true;
+}
+
 void Connection::deliver(proto::Opcode op, std::span<const std::byte> payload) {
     ++server_.stats().messages_in;
     server_.stats().bytes_in += payload.size();
+    if (!take_rate_token()) {
+        const config::Config& cfg = server_.config();
+        uint64_t suppressed = 0;
+        const bool log = server_.warn_allowed(suppressed);
+        if (cfg.rate_limit_action == config::LimitAction::Drop) {
+            ++server_.stats().messages_dropped_rate_limit;
+            if (log)
+                WSLOG_EVENT(util::LogLevel::Warning, log_fields(),
+                            "conn=%llu peer=%s room=%s message_rate (%llu/s) exceeded: message dropped (%llu similar suppressed)",
+                            static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                            static_cast<unsigned long long>(cfg.message_rate), static_cast<unsigned long long>(suppressed));
+            return;
+        }
+        if (log)
+            WSLOG_EVENT(util::LogLevel::Warning, log_fields(),
+                        "conn=%llu peer=%s room=%s message_rate (%llu/s) exceeded: closing 1008 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                        static_cast<unsigned long long>(cfg.message_rate), static_cast<unsigned long long>(suppressed));
+        return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "message rate exceeded");
+    }
     room_->broadcast(op, payload, this);
 }
 
@@ -332,7 +367,7 @@ void Connection::enqueue(const FramePtr& frame, size_t payload_bytes) {
         // Slow consumer: the room never waits for it, and its memory stays bounded.
         uint64_t suppressed = 0;
         const bool log = server_.warn_allowed(suppressed);
-        if (cfg.slow_consumer == config::SlowConsumer::Drop) {
+        if (cfg.slow_consumer == config::LimitAction::Drop) {
             ++server_.stats().messages_dropped_slow_consumer;
             if (log)
                 WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): message dropped (%llu similar suppressed)",

@@ -31,6 +31,7 @@
 #include "proto/handshake.h"
 #include "relay/frame.h"
 #include "relay/outbound_queue.h"
+#include "util/address.h"
 #include "util/byte_buffer.h"
 #include "util/intrusive_list.h"
 #include "util/log.h"
@@ -81,6 +82,7 @@ public:
     util::ListHook ready_hook_;  // Server::ready_: read budget ran out before EAGAIN
     util::ListHook timer_hook_;  // one of the Server's timeout lists (handshake, idle, pinged, closing)
     uint64_t timer_since_ms = 0; // when the current timer list's period started
+    util::IpKey ip;              // the peer's address, for max_connections_per_ip
 
 private:
     void on_readable();
@@ -94,6 +96,7 @@ private:
     void on_data(const proto::DecodeStep& step);
     void on_control(const proto::DecodeStep& step);
     void deliver(proto::Opcode op, std::span<const std::byte> payload);
+    bool take_rate_token();
     void queue_close(uint16_t code, std::string_view reason);
     void leave_room();
     void on_output_drained();
@@ -112,6 +115,9 @@ private:
     bool close_received_ = false; // the peer's close frame arrived
     bool discard_input_ = false;  // Closing with nothing left to decode (HTTP, or after an error)
     bool write_shut_ = false;     // shutdown(SHUT_WR) done
+    // Token bucket of limits.message_rate: tokens left (scaled by 1000) and when last refilled.
+    uint64_t rate_tokens_milli_ = 0;
+    uint64_t rate_refilled_ms_ = 0;
     bool upgraded_ = false;
     bool input_paused_ = false;   // not reading: our queue for this peer is over half its limit
     bool stalled_ = false;        // `pending_` holds input that was not processed yet

@@ -52,6 +52,7 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
            s.bytes_out);
     header(o, "wsrelay_messages_dropped_total", "counter", "Messages not delivered to a recipient, by reason.");
     labelled(o, "wsrelay_messages_dropped_total", "reason", "slow_consumer", s.messages_dropped_slow_consumer);
+    labelled(o, "wsrelay_messages_dropped_total", "reason", "rate_limit", s.messages_dropped_rate_limit);
     header(o, "wsrelay_closes_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).");
     for (size_t i = 0; i < Stats::kCloseCodes.size(); ++i)
         labelled(o, "wsrelay_closes_total", "code", std::to_string(Stats::kCloseCodes[i]), s.closes[i]);

@@ -78,7 +78,20 @@ Server::~Server() {
 void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len, const ListenSocket& how) {
     ++stats_.connections_accepted;
     if (shutting_down_) return;  // fd closes on return
+    const util::IpKey ip = util::ip_key(reinterpret_cast<const sockaddr*>(&peer));
+    const char* refused = nullptr;
+    uint64_t limit = 0;
     if (open_count_ >= config_.max_connections) {
+        refused = "max_connections";
+        limit = config_.max_connections;
+    } else if (config_.max_connections_per_ip != 0) {
+        const auto it = per_ip_.find(ip);
+        if (it != per_ip_.end() && it->second >= config_.max_connections_per_ip) {
+            refused = "max_connections_per_ip";
+            limit = config_.max_connections_per_ip;
+        }
+    }
+    if (refused) {
         ++stats_.connections_refused;
         stats_.count_refusal(503);
         // One non-blocking write of a short 503: a well-behaved client learns why; nothing waits.
@@ -87,10 +100,10 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
         if (!how.tls) [[maybe_unused]] const ssize_t n = ::send(fd.get(), kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         uint64_t suppressed = 0;
         if (warn_allowed(suppressed))
-            WSLOG_WARNING("max_connections (%llu) reached: refused %s with 503 (%llu similar suppressed)",
-                        static_cast<unsigned long long>(config_.max_connections),
-                        util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), len).c_str(),
-                        static_cast<unsigned long long>(suppressed));
+            WSLOG_WARNING("%s (%llu) reached: refused %s with 503 (%llu similar suppressed)", refused,
+                          static_cast<unsigned long long>(limit),
+                          util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), len).c_str(),
+                          static_cast<unsigned long long>(suppressed));
         return;
     }
     const int raw = fd.get();
@@ -110,6 +123,8 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
     }
     connections_.push_back(*c);
     ++open_count_;
+    c->ip = ip;
+    ++per_ip_[ip];
     set_timer(*c, handshake_timers_);
     WSLOG_DEBUG("conn=%llu peer=%s accepted, %zu open", static_cast<unsigned long long>(c->id()), c->peer().c_str(),
               open_count_);
@@ -132,6 +147,7 @@ void Server::retire(Connection& c) noexcept {
     List::erase(c);
     graveyard_.push_back(c);
     --open_count_;
+    if (const auto it = per_ip_.find(c.ip); it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
 }
 
 void Server::free_retired() noexcept {
@@ -269,8 +285,9 @@ int Server::run() {
         }
         // 4. Sleep until an event or the earliest deadline.
         arm_timer();
-        loop_.wait(ready_.empty() ? -1 : 0);
-        now_ms_ = io::monotonic_ms();
+        loop_.poll(ready_.empty() ? -1 : 0);
+        now_ms_ = io::monotonic_ms();  // before the handlers run: they stamp activity and timers
+        loop_.dispatch();
         if (shutting_down_ && now_ms_ >= shutdown_deadline_) run_timers();
     }
 }

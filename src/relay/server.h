@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
@@ -28,6 +29,7 @@
 #include "relay/http.h"
 #include "relay/hub.h"
 #include "relay/stats.h"
+#include "util/address.h"
 #include "util/intrusive_list.h"
 #include "util/log.h"
 
@@ -130,6 +132,9 @@ private:
     uint64_t shutdown_deadline_ = 0;
     uint64_t next_id_ = 1;
     size_t open_count_ = 0;
+    // Open connections per client IP, for max_connections_per_ip. An entry exists only while
+    // that IP has a connection.
+    std::unordered_map<util::IpKey, uint32_t, util::IpKeyHash> per_ip_;
     bool shutting_down_ = false;
     util::RateLimit warn_limit_{1000, 5};
 };

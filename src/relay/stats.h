@@ -24,6 +24,7 @@ struct Stats {
     uint64_t messages_out = 0;    // deliveries: one message to one recipient
     uint64_t bytes_out = 0;       // payload bytes of those deliveries
     uint64_t messages_dropped_slow_consumer = 0;
+    uint64_t messages_dropped_rate_limit = 0;
     uint64_t accept_pauses = 0;
     std::array<uint64_t, kCloseCodes.size() + 1> closes{};            // by kCloseCodes, then other
     std::array<uint64_t, kRefusalStatuses.size() + 1> refusals{};     // error responses by status, then other

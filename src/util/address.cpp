@@ -68,6 +68,26 @@ HostPort host_port(const SocketAddress& a) noexcept {
 }
 }  // namespace
 
+size_t IpKeyHash::operator()(const IpKey& k) const noexcept {
+    uint64_t a, b;
+    std::memcpy(&a, k.bytes.data(), 8);
+    std::memcpy(&b, k.bytes.data() + 8, 8);
+    // A multiply-xorshift mix: peers choose their addresses, so spread every bit.
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
+    return static_cast<size_t>(h ^ (h >> 31));
+}
+
+IpKey ip_key(const sockaddr* addr) noexcept {
+    IpKey k;
+    if (addr->sa_family == AF_INET) {
+        k.bytes[10] = k.bytes[11] = 0xFF;
+        std::memcpy(k.bytes.data() + 12, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, 4);
+    } else if (addr->sa_family == AF_INET6) {
+        std::memcpy(k.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, 16);
+    }
+    return k;
+}
+
 bool address_covers(const SocketAddress& configured, const SocketAddress& actual) noexcept {
     const HostPort c = host_port(configured), a = host_port(actual);
     if (c.port != a.port) return false;

@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +25,16 @@ std::optional<SocketAddress> parse_socket_address(std::string_view text);
 // Whether a socket bound to `actual` serves what `configured` asks for: the same port, and the same
 // host, or a wildcard host on both sides ("0.0.0.0:80" is served by a dual-stack "[::]:80").
 bool address_covers(const SocketAddress& configured, const SocketAddress& actual) noexcept;
+
+// A peer's IP address without the port, IPv4 as IPv4-mapped IPv6: the key of per-IP limits.
+struct IpKey {
+    std::array<uint8_t, 16> bytes{};
+    bool operator==(const IpKey&) const = default;
+};
+struct IpKeyHash {
+    size_t operator()(const IpKey& k) const noexcept;
+};
+IpKey ip_key(const sockaddr* addr) noexcept;
 
 // "1.2.3.4:80" or "[::1]:80"; IPv4-mapped IPv6 addresses are shown as IPv4.
 std::string format_socket_address(const sockaddr* addr, socklen_t length);

@@ -1,6 +1,7 @@
 #include "io/tls_context.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -58,11 +59,16 @@ SslCtxPtr make_context(const TlsSettings& s, const TlsCertificate& cert, std::st
         return nullptr;
     }
     if (auto p = file_problem(cert.private_key); !p.empty()) return error = p, nullptr;
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), cert.private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // Parse the key on its own first, so "not a key" and "not this certificate's key" get
+    // different messages (SSL_CTX_use_PrivateKey_file reports both as a load failure).
+    std::unique_ptr<BIO, CDeleter<BIO_free>> bio(BIO_new_file(cert.private_key.c_str(), "r"));
+    std::unique_ptr<EVP_PKEY, CDeleter<EVP_PKEY_free>> key(
+        bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    if (!key) {
         error = cert.private_key + ": not a usable PEM private key: " + tls_error_string();
         return nullptr;
     }
-    if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1 || SSL_CTX_check_private_key(ctx.get()) != 1) {
         error = cert.private_key + ": does not match the certificate in " + cert.certificate;
         ERR_clear_error();
         return nullptr;

@@ -59,6 +59,10 @@ ParseResult error(uint16_t status, std::string_view reason) {
 // characters ending in "==".
 bool valid_key(std::string_view key) noexcept {
     if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+    const auto b64 = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    };
+    if (!std::all_of(key.begin(), key.begin() + 22, b64)) return false;  // no '=' among the data
     std::array<unsigned char, 18> out{};
     const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(key.data()), 24);
     // EVP_DecodeBlock counts the two padding bytes as output; it returns -1 on a non-base64 character.
@@ -103,6 +107,10 @@ ParseResult RequestParser::parse(std::span<const std::byte> buffered) {
 
     // Resume the search for CRLFCRLF where the last call stopped (minus 3: it may straddle reads).
     const size_t from = std::max(start, scanned_ >= 3 ? scanned_ - 3 : 0);
+    // Fail fast on what cannot be HTTP at all (a TLS ClientHello on a plain port starts with 0x16):
+    // a request line starts with a method token.
+    if (start < text.size() && !is_tchar(text[start]) && text[start] != '\r')
+        return error(400, "not an HTTP request");
     const size_t end = text.find("\r\n\r\n", from);
     if (end == std::string_view::npos) {
         scanned_ = text.size();
@@ -141,21 +149,29 @@ ParseResult RequestParser::parse_block(std::string_view block, size_t consumed) 
 
     // --- Target: origin-form, or absolute-form reduced to its path (RFC 7230 §5.3) ---
     std::string_view target = r.target;
+    bool empty_path = false;  // absolute-form with no path: "http://host" or "http://host?q"
     if (target.front() != '/') {
         const size_t scheme = target.find("://");
         if (scheme == std::string_view::npos) return error(400, "request target is not a path");
-        const size_t slash = target.find('/', scheme + 3);
-        target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+        const size_t start = target.find_first_of("/?", scheme + 3);
+        if (start == std::string_view::npos) {
+            target = {};
+        } else {
+            target = target.substr(start);
+        }
+        empty_path = target.empty() || target.front() == '?';
     }
     if (target.find('#') != std::string_view::npos) return error(400, "fragment in request target");
     const size_t q = target.find('?');
-    r.path = target.substr(0, q);
+    r.path = empty_path ? std::string_view("/") : target.substr(0, q);
     r.query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
 
     // --- Header fields (RFC 7230 §3.2) ---
     size_t host_count = 0, key_count = 0;
-    std::string_view upgrade, connection, ws_version;
+    std::string_view ws_version;
     bool has_version = false, has_body = false;
+    // Repeated headers form one list (RFC 7230 §3.2.2): tokens are collected across all of them.
+    bool upgrade_websocket = false, connection_upgrade = false, connection_close = false, connection_keep_alive = false;
     while (!rest.empty()) {
         const size_t le = rest.find("\r\n");
         const std::string_view hl = rest.substr(0, le);
@@ -176,12 +192,11 @@ ParseResult RequestParser::parse_block(std::string_view block, size_t consumed) 
             ++host_count;
             r.host = value;
         } else if (iequals(name, "upgrade")) {
-            upgrade = value;  // a second Upgrade header is folded into the check below
-            if (list_contains_token(value, "websocket")) upgrade = "websocket";
+            upgrade_websocket = upgrade_websocket || list_contains_token(value, "websocket");
         } else if (iequals(name, "connection")) {
-            if (list_contains_token(value, "upgrade")) connection = "upgrade";
-            if (list_contains_token(value, "close")) r.keep_alive = false;
-            if (list_contains_token(value, "keep-alive") && r.version_minor == 0) r.keep_alive = true;
+            connection_upgrade = connection_upgrade || list_contains_token(value, "upgrade");
+            connection_close = connection_close || list_contains_token(value, "close");
+            connection_keep_alive = connection_keep_alive || list_contains_token(value, "keep-alive");
         } else if (iequals(name, "sec-websocket-key")) {
             ++key_count;
             r.key = value;
@@ -201,13 +216,13 @@ ParseResult RequestParser::parse_block(std::string_view block, size_t consumed) 
             has_body = true;
         }
     }
-    if (r.version_minor == 0 && r.header("connection").empty()) r.keep_alive = false;
-    else if (r.version_minor == 0 && !list_contains_token(r.header("connection"), "keep-alive")) r.keep_alive = false;
+    // HTTP/1.1 is persistent unless "close"; HTTP/1.0 only with "keep-alive" (RFC 7230 §6.3).
+    r.keep_alive = !connection_close && (r.version_minor == 1 || connection_keep_alive);
 
     // RFC 7230 §5.4: an HTTP/1.1 request without exactly one Host is answered with 400.
     if (host_count > 1 || (r.version_minor == 1 && host_count == 0)) return error(400, "missing or repeated Host header");
 
-    if (upgrade != "websocket") {
+    if (!upgrade_websocket) {
         // Not an upgrade: a plain request. We serve no request bodies, so one would desync a
         // keep-alive connection; refuse it and close.
         if ((r.method == "GET" || r.head) && has_body) return error(400, "request body not allowed");
@@ -218,7 +233,7 @@ ParseResult RequestParser::parse_block(std::string_view block, size_t consumed) 
     // --- RFC 6455 §4.2.1: the opening handshake ---
     if (r.method != "GET") return error(405, "WebSocket upgrade requires GET");
     if (r.version_minor != 1) return error(400, "WebSocket upgrade requires HTTP/1.1");
-    if (connection != "upgrade") return error(400, "Connection header lacks the upgrade token");
+    if (!connection_upgrade) return error(400, "Connection header lacks the upgrade token");
     if (!has_version || ws_version != "13") return error(426, "unsupported Sec-WebSocket-Version (need 13)");
     if (key_count != 1 || !valid_key(r.key)) return error(400, "invalid Sec-WebSocket-Key");
     if (has_body) return error(400, "request body not allowed");

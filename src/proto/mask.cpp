@@ -1,5 +1,6 @@
 #include "proto/mask.h"
 
+#include <bit>
 #include <cstring>
 
 namespace wsrelay::proto {
@@ -7,14 +8,15 @@ namespace wsrelay::proto {
 void apply_mask(std::span<std::byte> data, MaskKey key, size_t phase) noexcept {
     auto* p = reinterpret_cast<uint8_t*>(data.data());
     size_t n = data.size();
-    uint8_t k[4];
-    std::memcpy(k, &key, 4);
     phase &= 3;
-    // Rotate the key so that rotated[0] masks p[0]; then every 4-byte group uses the same key.
+    // Rotate the key so that its byte `phase` masks p[0]; then every 4-byte group uses the same
+    // key. `key` holds the wire bytes in memory order, so the rotation direction follows the
+    // byte order.
+    const int bits = static_cast<int>(8 * phase);
+    const uint32_t rot = std::endian::native == std::endian::little ? std::rotr(key, bits) : std::rotl(key, bits);
+    const uint64_t word = (uint64_t{rot} << 32) | rot;
     uint8_t r[8];
-    for (size_t i = 0; i < 8; ++i) r[i] = k[(phase + i) & 3];
-    uint64_t word;
-    std::memcpy(&word, r, 8);
+    std::memcpy(r, &word, 8);
     // Four words per iteration: memcpy compiles to unaligned loads/stores, and GCC vectorises this.
     while (n >= 32) {
         uint64_t a, b, c, d;

@@ -1,6 +1,7 @@
 #include "proto/utf8.h"
 
 #include <array>
+#include <bit>
 #include <cstring>
 
 namespace wsrelay::proto {
@@ -91,10 +92,42 @@ bool Utf8Validator::feed(std::span<const std::byte> bytes) noexcept {
                 uint64_t a, b;
                 std::memcpy(&a, p, 8);
                 std::memcpy(&b, p + 8, 8);
-                if ((a | b) & kHighBits) break;
+                const uint64_t ha = a & kHighBits, hb = b & kHighBits;
+                if (ha | hb) {
+                    // Skip the ASCII bytes in front of the first non-ASCII one (little-endian:
+                    // the lowest set bit is the earliest byte), so mixed text stays fast.
+                    if constexpr (std::endian::native == std::endian::little)
+                        p += ha ? std::countr_zero(ha) / 8 : 8 + std::countr_zero(hb) / 8;
+                    break;
+                }
                 p += 16;
             }
             if (p == end) break;
+            // A whole multi-byte sequence at once when it is all in this buffer, checked against
+            // the same Table 3-7 ranges as the DFA (which still handles sequences split across
+            // fragments, and the last bytes of a buffer).
+            if (end - p >= 4 && *p >= 0x80) {
+                const uint8_t b0 = p[0];
+                const auto cont = [](uint8_t c) { return (c & 0xC0) == 0x80; };
+                if (b0 >= 0xC2 && b0 <= 0xDF) {
+                    if (!cont(p[1])) return state_ = kReject, false;
+                    p += 2;
+                    continue;
+                }
+                if (b0 >= 0xE0 && b0 <= 0xEF) {
+                    const uint8_t lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
+                    if (p[1] < lo || p[1] > hi || !cont(p[2])) return state_ = kReject, false;
+                    p += 3;
+                    continue;
+                }
+                if (b0 >= 0xF0 && b0 <= 0xF4) {
+                    const uint8_t lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
+                    if (p[1] < lo || p[1] > hi || !cont(p[2]) || !cont(p[3])) return state_ = kReject, false;
+                    p += 4;
+                    continue;
+                }
+                return state_ = kReject, false;  // a continuation byte, C0, C1 or F5..FF
+            }
         }
         state = kTransitions[state][kClasses[*p++]];
         if (state == kRej) break;

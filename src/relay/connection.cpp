@@ -436,7 +436,10 @@ void Connection::flush() {
 }
 
 void Connection::on_output_drained() {
-    if (close_received_) return retire("close handshake complete");
+    if (close_received_) {
+        transport_.shutdown_write();  // TLS: close_notify after our close frame; then FIN
+        return retire("close handshake complete");
+    }
     if (!write_shut_) {
         // Our close frame (or last HTTP response) is out: half-close, so the peer sees EOF after it,
         // and wait for its close frame or EOF (bounded by close_timeout).
@@ -482,6 +485,12 @@ void Connection::retire(std::string_view why) {
 // --- Timers --------------------------------------------------------------------------------------
 
 void Connection::on_handshake_timeout() {
+    if (!transport_.handshake_done()) {
+        ++server_.stats().tls_handshake_failures;
+        WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake not complete within handshake_timeout",
+                    static_cast<unsigned long long>(id_), peer_.c_str());
+        return retire("TLS handshake timed out");
+    }
     if (pending_.empty()) return retire("idle HTTP connection timed out");
     WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s request not complete within handshake_timeout: 408", static_cast<unsigned long long>(id_),
              peer_.c_str());

@@ -28,14 +28,17 @@ Room& Hub::room(std::string_view name, const config::Config& config) {
 
 void Hub::join(Room& room, Connection& c) {
     room.members_.push_back(c);
-    ++room.size_;
+    if (room.size_++ == 0) ++nonempty_rooms_;
     ++members_;
 }
 
 void Hub::leave(Room& room, Connection& c) {
     decltype(room.members_)::erase(c);
     --members_;
-    if (--room.size_ == 0) maybe_empty_.push_back(room.name());
+    if (--room.size_ == 0) {
+        --nonempty_rooms_;
+        maybe_empty_.push_back(room.name());
+    }
 }
 
 void Hub::collect_empty_rooms() {

@@ -59,7 +59,8 @@ public:
     // Config reload: each room takes its (possibly new) settings.
     void apply(const config::Config& config);
 
-    size_t room_count() const noexcept { return rooms_.size(); }
+    // Rooms with at least one member (an emptied room is freed only at the end of the turn).
+    size_t room_count() const noexcept { return nonempty_rooms_; }
     size_t member_count() const noexcept { return members_; }
     Stats& stats() noexcept { return stats_; }
 
@@ -69,6 +70,7 @@ private:
     std::unordered_map<std::string_view, std::unique_ptr<Room>> rooms_;
     std::vector<std::string> maybe_empty_;
     size_t members_ = 0;  // WebSocket connections in any room
+    size_t nonempty_rooms_ = 0;
 };
 
 }  // namespace wsrelay::relay

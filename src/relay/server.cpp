@@ -60,6 +60,7 @@ Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSoc
             throw std::runtime_error("epoll_ctl(listener " + s.address + "): " + std::strerror(e));
         listeners_.push_back(std::move(l));
         listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics});
+        WSLOG_NOTICE("listening on %s (%s%s)", s.address.c_str(), s.tls ? "wss" : "ws", s.metrics ? ", /metrics" : "");
     }
 }
 
@@ -259,37 +260,41 @@ void Server::apply_config(config::Config config, std::shared_ptr<io::TlsContexts
 }
 
 int Server::run() {
-    for (size_t i = 0; i < listeners_.size(); ++i)
-        WSLOG_NOTICE("listening on %s (%s%s)", listeners_[i]->local_address().c_str(), listener_info_[i].tls ? "wss" : "ws",
-                     listener_info_[i].metrics ? ", /metrics" : "");
-    std::vector<Connection*> batch;
-    for (;;) {
-        // 1. Connections whose read budget ran out last turn read again. A splice first: a visit
-        // may put a connection back on the ready list for the next turn.
-        if (!ready_.empty()) {
-            util::IntrusiveList<Connection, &Connection::ready_hook_> now_ready;
-            now_ready.splice_back(ready_);
-            while (Connection* c = now_ready.pop_front()) c->resume_reading();
-        }
-        // 2. Write before sleep: one flush per dirty connection.
-        while (Connection* c = dirty_.pop_front()) c->flush();
-        // 3. Free what was retired this turn; no handler holds a pointer to it any more.
-        free_retired();
-        hub_.collect_empty_rooms();
+    while (turn(-1)) {}
+    return 0;
+}
 
-        if (shutting_down_ && (open_count_ == 0 || now_ms_ >= shutdown_deadline_)) {
-            if (open_count_ != 0)
-                WSLOG_NOTICE("shutdown_timeout reached with %zu connections left; closing them", open_count_);
-            WSLOG_NOTICE("stopped");
-            return 0;
-        }
-        // 4. Sleep until an event or the earliest deadline.
-        arm_timer();
-        loop_.poll(ready_.empty() ? -1 : 0);
-        now_ms_ = io::monotonic_ms();  // before the handlers run: they stamp activity and timers
-        loop_.dispatch();
-        if (shutting_down_ && now_ms_ >= shutdown_deadline_) run_timers();
+bool Server::turn(int max_wait_ms) {
+    // 1. Connections whose read budget ran out last turn read again. A splice first: a visit
+    // may put a connection back on the ready list for the next turn.
+    if (!ready_.empty()) {
+        util::IntrusiveList<Connection, &Connection::ready_hook_> now_ready;
+        now_ready.splice_back(ready_);
+        while (Connection* c = now_ready.pop_front()) c->resume_reading();
     }
+    // 2. Write before sleep: one flush per dirty connection.
+    while (Connection* c = dirty_.pop_front()) c->flush();
+    // 3. Free what was retired this turn; no handler holds a pointer to it any more.
+    free_retired();
+    hub_.collect_empty_rooms();
+
+    if (shutting_down_ && (open_count_ == 0 || now_ms_ >= shutdown_deadline_)) {
+        if (open_count_ != 0)
+            WSLOG_NOTICE("shutdown_timeout reached with %zu connections left; closing them", open_count_);
+        WSLOG_NOTICE("stopped");
+        return false;
+    }
+    // 4. Sleep until an event or the earliest deadline.
+    arm_timer();
+    loop_.poll(ready_.empty() ? max_wait_ms : 0);
+    now_ms_ = io::monotonic_ms();  // before the handlers run: they stamp activity and timers
+    loop_.dispatch();
+    if (shutting_down_ && now_ms_ >= shutdown_deadline_) run_timers();
+    return true;
+}
+
+void Server::accept_connection(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len, bool tls) {
+    on_accept(std::move(fd), peer, len, {io::UniqueFd(), "test", tls, false});
 }
 
 }  // namespace wsrelay::relay

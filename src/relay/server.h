@@ -54,6 +54,11 @@ public:
 
     // Runs until shutdown completes. Returns the process exit status.
     int run();
+    // One loop turn, waiting at most `max_wait_ms` for events (-1: until one comes). False once
+    // a shutdown has completed. For run() and for tests that drive the loop themselves.
+    bool turn(int max_wait_ms);
+    // Takes an already connected socket as if a listener had accepted it (fuzzing, tests).
+    void accept_connection(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t len, bool tls);
     // SIGTERM/SIGINT: stop accepting, close every peer with 1001, exit when all are gone or after
     // shutdown_timeout.
     void begin_shutdown(std::string_view why);

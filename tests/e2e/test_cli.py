@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import shutil
 import unittest
 
 import harness
@@ -182,9 +183,33 @@ class ConfigErrorTest(unittest.TestCase):
 class CliTest(unittest.TestCase):
 
     def test_check_repo_config(self):
-        r = harness.run_cli(["--check-config", "--config", REPO_CONFIG])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("127.0.0.1:8080", r.stdout)
+        # The packaged file listens on 80 and 443 with Debian's snakeoil certificate; check it with
+        # a certificate of our own in place of the snakeoil one (which this machine may lack).
+        tmp = tempfile.mkdtemp(prefix="wsrelay-cli-")
+        try:
+            cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=localhost", "-keyout", key, "-out", cert],
+                           check=True, capture_output=True, timeout=60)
+            with open(REPO_CONFIG) as f:
+                text = f.read()
+            self.assertIn("/etc/ssl/certs/ssl-cert-snakeoil.pem", text)
+            text = text.replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", cert)
+            text = text.replace("/etc/ssl/private/ssl-cert-snakeoil.key", key)
+            path = os.path.join(tmp, "wsrelay.toml")
+            with open(path, "w") as f:
+                f.write(text)
+            r = harness.run_cli(["--check-config", "--config", path])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("listen 0.0.0.0:80 (ws)", r.stdout)
+            self.assertIn("listen 0.0.0.0:443 (wss)", r.stdout)
+            # Without the certificate files the check fails and names the file.
+            if not os.path.exists("/etc/ssl/certs/ssl-cert-snakeoil.pem"):
+                r = harness.run_cli(["--check-config", "--config", REPO_CONFIG])
+                self.assertEqual(r.returncode, 2)
+                self.assertIn("ssl-cert-snakeoil.pem", r.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def test_check_config_embedded_defaults(self):
         if os.path.exists("/etc/wsrelay/wsrelay.toml"):

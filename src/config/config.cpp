@@ -106,7 +106,7 @@ private:
 };
 
 void walk(const toml::table& root, const Walker& w, Config& c) {
-    w.only_keys(root, "", {"server", "listen", "tls", "limits", "timeouts", "rooms", "room"});
+    w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room"});
 
     if (const auto* s = w.table(root, "server", "server")) {
         w.only_keys(*s, "server.", {"www_root", "log_level", "healthz"});
@@ -177,6 +177,16 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
             w.fail(at, c.tls.certificate.empty() ? "tls.certificate" : "tls.private_key",
                    "required because listen[" + std::to_string(i) + "] has tls = true");
         }
+    }
+
+    if (const auto* d = w.table(root, "deflate", "deflate")) {
+        w.only_keys(*d, "deflate.", {"enabled", "server_max_window_bits", "client_max_window_bits", "level", "min_bytes"});
+        w.boolean(*d, "enabled", "deflate.enabled", c.deflate);
+        // 9, not 8: zlib cannot compress with a 256-byte window (RFC 7692 allows 8..15).
+        w.integer(*d, "server_max_window_bits", "deflate.server_max_window_bits", c.deflate_server_max_window_bits, 9, 15);
+        w.integer(*d, "client_max_window_bits", "deflate.client_max_window_bits", c.deflate_client_max_window_bits, 8, 15);
+        w.integer(*d, "level", "deflate.level", c.deflate_level, 1, 9);
+        w.integer(*d, "min_bytes", "deflate.min_bytes", c.deflate_min_bytes, 0, int64_t{1} << 32);
     }
 
     if (const auto* l = w.table(root, "limits", "limits")) {

@@ -93,6 +93,13 @@ struct Config {
 
     Tls tls;  // [tls], used by [[listen]] entries with tls = true
 
+    // [deflate]: permessage-deflate (RFC 7692), off unless enabled
+    bool deflate = false;
+    uint64_t deflate_server_max_window_bits = 15;
+    uint64_t deflate_client_max_window_bits = 15;
+    uint64_t deflate_level = 6;
+    uint64_t deflate_min_bytes = 256;  // smaller messages are sent uncompressed
+
     // [rooms] and [[room]]
     RoomSettings rooms;
     std::map<std::string, RoomSettings, std::less<>> room_overrides;  // by exact path

@@ -89,17 +89,28 @@ IoResult Transport::tls_result(int ret, bool reading) noexcept {
             // With an empty error queue and errno 0, the peer closed TCP without close_notify.
             ERR_clear_error();
             if (ret == 0 || saved_errno == 0) {
-                tls_error_ = "connection closed without close_notify";
+                eof_without_notify_ = true;
                 return IoResult::eof();
             }
             if (saved_errno == EAGAIN || saved_errno == EINTR) return IoResult::would_block();
             fatal_ = true;
             return IoResult::failed(saved_errno);
         default:  // SSL_ERROR_SSL: a protocol error (garbage, plain HTTP on a TLS port, bad record)
-            tls_error_ = tls_error_string();
+            tls_error_ = ERR_peek_error();
+            if (tls_error_ == 0) tls_error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_MESSAGE);
+            ERR_clear_error();
             fatal_ = true;
             return IoResult::failed(EPROTO);
     }
+}
+
+std::string Transport::tls_error() const {
+    if (tls_error_ != 0) {
+        char buf[256];
+        ERR_error_string_n(tls_error_, buf, sizeof buf);
+        return buf;
+    }
+    return eof_without_notify_ ? "connection closed without close_notify" : std::string();
 }
 
 void Transport::shutdown_write() noexcept {

@@ -57,7 +57,8 @@ public:
     bool read_wants_write() const noexcept { return read_wants_write_; }
     bool write_wants_read() const noexcept { return write_wants_read_; }
     // For logs: why the last TLS call failed, and whether the peer ended with close_notify.
-    const std::string& tls_error() const noexcept { return tls_error_; }
+    // Empty when there was none. Formatted on demand: a connection keeps only the error code.
+    std::string tls_error() const;
 
 private:
     IoResult tls_result(int ret, bool reading) noexcept;
@@ -68,7 +69,8 @@ private:
     bool fatal_ = false;  // a TLS call failed for good: no SSL_shutdown afterwards (OpenSSL forbids it)
     bool read_wants_write_ = false;
     bool write_wants_read_ = false;
-    std::string tls_error_;
+    unsigned long tls_error_ = 0;  // first OpenSSL error code of the failure
+    bool eof_without_notify_ = false;
 };
 
 }  // namespace wsrelay::io

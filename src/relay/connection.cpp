@@ -16,11 +16,15 @@ namespace {
 constexpr size_t kReadBudgetBytes = 1 << 20;  // per connection per loop turn, for fairness
 constexpr size_t kMaxIov = 64;
 
-proto::DecoderOptions decoder_options(const config::Config& c) {
+proto::DecoderOptions decoder_options(const config::Config& c, bool deflate) {
     proto::DecoderOptions o;
     o.role = proto::Role::Server;
-    o.max_message_bytes = c.max_message_bytes;
-    o.validate_utf8 = true;
+    // A compressed message's limit is checked on its inflated size (on_compressed_data); its
+    // compressed frames only need to be no bigger than that.
+    // (Deflate can expand incompressible data by about 0.03%: leave room for that.)
+    o.max_message_bytes = deflate ? c.max_message_bytes + c.max_message_bytes / 512 + 64 : c.max_message_bytes;
+    o.validate_utf8 = true;  // the decoder skips compressed messages; they are validated inflated
+    o.allow_rsv1 = deflate;
     return o;
 }
 
@@ -51,7 +55,7 @@ Connection::Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const so
     : server_(server),
       transport_(std::move(fd), std::move(ssl)),
       id_(id),
-      decoder_(decoder_options(server.config())),
+      decoder_(decoder_options(server.config(), false)),
       parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))),
       peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {
     metrics_ = metrics;
@@ -128,20 +132,20 @@ void Connection::on_readable() {
         if (r.status == io::IoStatus::Eof) {
             if (state_ == State::Open) {
                 close_code_ = 1006;
-                close_reason_ = "connection dropped without a close frame";
+                close_note().reason = "connection dropped without a close frame";
             }
             return retire("peer closed the connection");
         }
         if (r.status == io::IoStatus::Error) {
             close_code_ = state_ == State::Open ? 1006 : close_code_;
-            if (!transport_.tls_error().empty()) {
+            if (const std::string tls_error = transport_.tls_error(); !tls_error.empty()) {
                 // Garbage, plain HTTP or a truncated ClientHello on a TLS port: the peer's fault.
                 if (!transport_.handshake_done()) {
                     ++server_.stats().tls_handshake_failures;
                     WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake failed: %s", static_cast<unsigned long long>(id_),
-                             peer_.c_str(), transport_.tls_error().c_str());
+                             peer_.c_str(), tls_error.c_str());
                 }
-                return retire(transport_.tls_error());
+                return retire(tls_error);
             }
             return retire(std::strerror(r.error));
         }
@@ -245,8 +249,19 @@ void Connection::upgrade(const proto::Request& req) {
                         room.settings().max_members, static_cast<unsigned long long>(suppressed));
         return reject({503, "room is full"}, false);
     }
-    // RFC 6455 §4.2.2: no subprotocol or extension is selected; the client's offers are ignored.
-    queue_.push_back(Frame::copy_of(proto::build_upgrade_response(req.key)));
+    // RFC 6455 §4.2.2: no subprotocol is selected; of the extensions only permessage-deflate, when
+    // enabled, is accepted (RFC 7692).
+    proto::DeflateSettings deflate;
+    deflate.enabled = cfg.deflate;
+    deflate.server_max_window_bits = static_cast<int>(cfg.deflate_server_max_window_bits);
+    deflate.client_max_window_bits = static_cast<int>(cfg.deflate_client_max_window_bits);
+    const auto agreed = proto::negotiate_deflate(req.extensions, deflate);
+    if (agreed) {
+        deflate_server_bits_ = static_cast<uint8_t>(agreed->server_window_bits);
+        deflate_client_bits_ = static_cast<uint8_t>(agreed->client_window_bits);
+        decoder_.set_options(decoder_options(cfg, true));
+    }
+    queue_.push_back(Frame::copy_of(proto::build_upgrade_response(req.key, {}, agreed ? agreed->response : "")));
     server_.mark_dirty(*this);
     parser_.reset();  // the request's memory goes back; views into it are not used after this
     state_ = State::Open;
@@ -283,6 +298,7 @@ void Connection::reject(const proto::HttpError& error, bool head) {
 
 void Connection::on_data(const proto::DecodeStep& s) {
     if (state_ != State::Open) return;  // after our close frame, data is read and ignored
+    if (s.compressed) return on_compressed_data(s);
     if (s.message_begins && s.message_ends) return deliver(s.opcode, s.payload);  // no copy
     message_.append(s.payload);
     if (s.message_ends) {
@@ -347,7 +363,7 @@ void Connection::on_control(const proto::DecodeStep& s) {
     if (state_ == State::Open) {
         // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
         close_code_ = s.close_code;
-        close_reason_.assign(s.close_reason);
+        close_note().reason.assign(s.close_reason);
         const uint16_t reply = s.close_code == proto::to_wire(proto::CloseCode::NoStatus)
                                    ? proto::to_wire(proto::CloseCode::Normal)
                                    : s.close_code;
@@ -360,9 +376,49 @@ void Connection::on_control(const proto::DecodeStep& s) {
 
 // --- Output --------------------------------------------------------------------------------------
 
-void Connection::enqueue(const FramePtr& frame, size_t payload_bytes) {
+// A permessage-deflate message: inflated as it streams in, into a buffer that exists only until
+// the message ends. The size limit applies to the inflated size, checked as it grows, so a
+// decompression bomb is refused (1009) before it costs more than max_message_bytes; text is
+// validated as it is inflated (1007 in the fragment where it goes wrong).
+void Connection::on_compressed_data(const proto::DecodeStep& s) {
+    const config::Config& cfg = server_.config();
+    if (s.message_begins) inflating_ = std::make_unique<Inflating>(deflate_client_bits_);
+    Inflating& in = *inflating_;
+    const size_t before = in.out.size();
+    switch (in.inflater.feed(s.payload, s.message_ends, in.out, cfg.max_message_bytes)) {
+        case proto::Inflater::Status::Ok: break;
+        case proto::Inflater::Status::TooBig:
+            inflating_.reset();
+            discard_input_ = true;
+            return start_close(proto::to_wire(proto::CloseCode::MessageTooBig), "message too big");
+        case proto::Inflater::Status::Corrupt:
+            inflating_.reset();
+            discard_input_ = true;
+            return start_close(proto::to_wire(proto::CloseCode::InvalidPayload), "invalid compressed data");
+    }
+    if (s.opcode == proto::Opcode::Text) {
+        const bool ok = in.utf8.feed(std::span(in.out).subspan(before)) && (!s.message_ends || in.utf8.complete());
+        if (!ok) {
+            inflating_.reset();
+            discard_input_ = true;
+            return start_close(proto::to_wire(proto::CloseCode::InvalidPayload), "invalid UTF-8 in text message");
+        }
+    }
+    if (s.message_ends) {
+        const auto done = std::move(inflating_);
+        deliver(s.opcode, done->out);
+    }
+}
+
+void Connection::enqueue(Outgoing& message) {
     if (state_ != State::Open) return;
     const config::Config& cfg = server_.config();
+    // Compressed for a client that negotiated it (and a message worth compressing), else plain.
+    const FramePtr* chosen = nullptr;
+    if (deflate_server_bits_ && message.payload().size() >= cfg.deflate_min_bytes)
+        if (const FramePtr& d = message.deflated(deflate_server_bits_)) chosen = &d;
+    const FramePtr& frame = chosen ? *chosen : message.plain();
+    const size_t payload_bytes = message.payload().size();
     if (queue_.bytes() + frame->size() > cfg.send_queue_bytes) {
         // Slow consumer: the room never waits for it, and its memory stays bounded.
         uint64_t suppressed = 0;
@@ -391,7 +447,7 @@ void Connection::start_close(uint16_t code, std::string_view reason) {
     if (state_ == State::Request) return retire(reason);
     if (state_ != State::Open) return;
     close_code_ = code;
-    close_reason_.assign(reason);
+    close_note().reason.assign(reason);
     queue_close(code, reason);
 }
 
@@ -450,7 +506,8 @@ void Connection::on_output_drained() {
 
 void Connection::leave_room() {
     if (room_) {
-        closed_room_ = room_->name();
+        close_note().room = room_->name();
+        inflating_.reset();
         server_.hub().leave(*room_, *this);
         room_ = nullptr;
     }
@@ -460,7 +517,8 @@ void Connection::leave_room() {
 void Connection::retire(std::string_view why) {
     if (state_ == State::Dead) return;
     leave_room();
-    const std::string& room = closed_room_;
+    const std::string room = close_note_ ? close_note_->room : std::string();
+    const std::string reason = close_note_ ? close_note_->reason : std::string();
     state_ = State::Dead;
     queue_.clear();
     pending_.release();
@@ -474,7 +532,7 @@ void Connection::retire(std::string_view why) {
         server_.stats().count_close(close_code_);
         WSLOG_EVENT(util::LogLevel::Info, f, "conn=%llu peer=%s%s%s closed code=%u reason=\"%s\" (%.*s), %zu open",
                  static_cast<unsigned long long>(id_), peer_.c_str(), room.empty() ? "" : " room=", room.c_str(),
-                 close_code_, close_reason_.c_str(), static_cast<int>(why.size()), why.data(),
+                 close_code_, reason.c_str(), static_cast<int>(why.size()), why.data(),
                  server_.open_connections());
     } else {
         WSLOG_EVENT(util::LogLevel::Debug, f, "conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
@@ -512,7 +570,7 @@ void Connection::on_close_timeout() {
 }
 
 void Connection::apply_limits() {
-    decoder_.set_options(decoder_options(server_.config()));
+    decoder_.set_options(decoder_options(server_.config(), deflate_server_bits_ != 0));
     if (parser_) parser_->set_limits(handshake_limits(server_.config()));
 }
 

@@ -27,6 +27,7 @@
 
 #include "io/event_loop.h"
 #include "io/transport.h"
+#include "proto/deflate.h"
 #include "proto/frame.h"
 #include "proto/handshake.h"
 #include "relay/frame.h"
@@ -40,6 +41,7 @@ namespace wsrelay::relay {
 
 class Server;
 class Room;
+class Outgoing;
 
 class Connection final : public io::Pollable {
 public:
@@ -56,7 +58,7 @@ public:
     void resume_reading();
 
     // A room message for this peer, subject to send_queue_bytes and the slow-consumer policy.
-    void enqueue(const FramePtr& frame, size_t payload_bytes);
+    void enqueue(Outgoing& message);
 
     // Server-initiated WebSocket close (shutdown, idle, slow consumer, protocol error): queues the
     // close frame after what is already queued and waits for the peer's. Not open: retires.
@@ -94,6 +96,7 @@ private:
     void respond(std::string response, bool keep_alive);
     void reject(const proto::HttpError& error, bool head);
     void on_data(const proto::DecodeStep& step);
+    void on_compressed_data(const proto::DecodeStep& step);
     void on_control(const proto::DecodeStep& step);
     void deliver(proto::Opcode op, std::span<const std::byte> payload);
     bool take_rate_token();
@@ -118,6 +121,17 @@ private:
     // Token bucket of limits.message_rate: tokens left (scaled by 1000) and when last refilled.
     uint64_t rate_tokens_milli_ = 0;
     uint64_t rate_refilled_ms_ = 0;
+    // permessage-deflate: the agreed window sizes (0: not negotiated), and the state of a compressed
+    // message being received (only while one is).
+    uint8_t deflate_server_bits_ = 0;
+    uint8_t deflate_client_bits_ = 0;
+    struct Inflating {
+        explicit Inflating(int window_bits) : inflater(window_bits) {}
+        proto::Inflater inflater;
+        std::vector<std::byte> out;
+        proto::Utf8Validator utf8;
+    };
+    std::unique_ptr<Inflating> inflating_;
     bool upgraded_ = false;
     bool input_paused_ = false;   // not reading: our queue for this peer is over half its limit
     bool stalled_ = false;        // `pending_` holds input that was not processed yet
@@ -130,8 +144,16 @@ private:
     util::ByteBuffer pending_;    // unconsumed input: a partial request, frame header or control frame
     util::ByteBuffer message_;    // a message being reassembled
     std::string peer_;
-    std::string close_reason_;
-    std::string closed_room_;     // the room it was in, for the close log line (set on leaving)
+    // What the close log line says; allocated only once a close begins (idle connections are many).
+    struct CloseNote {
+        std::string reason;
+        std::string room;  // the room it was in (set on leaving)
+    };
+    std::unique_ptr<CloseNote> close_note_;
+    CloseNote& close_note() {
+        if (!close_note_) close_note_ = std::make_unique<CloseNote>();
+        return *close_note_;
+    }
 };
 
 }  // namespace wsrelay::relay

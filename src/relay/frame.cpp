@@ -18,9 +18,10 @@ void Frame::release() const noexcept {
     }
 }
 
-FramePtr Frame::encode(proto::Opcode op, std::span<const std::byte> payload) {
+FramePtr Frame::encode(proto::Opcode op, std::span<const std::byte> payload, bool rsv1) {
     proto::FrameHeader h;
     h.opcode = op;
+    h.rsv1 = rsv1;
     h.payload_len = payload.size();
     const size_t header = proto::frame_header_size(payload.size(), false);
     Frame* f = allocate(header + payload.size());

@@ -18,8 +18,9 @@ using FramePtr = util::RefPtr<const Frame>;
 
 class Frame {
 public:
-    // An unmasked server frame (FIN set) carrying `payload`.
-    static FramePtr encode(proto::Opcode op, std::span<const std::byte> payload);
+    // An unmasked server frame (FIN set) carrying `payload`; `rsv1` marks a compressed message
+    // (RFC 7692).
+    static FramePtr encode(proto::Opcode op, std::span<const std::byte> payload, bool rsv1 = false);
     // A close frame with `code` and `reason` (cut to fit 125 bytes at a UTF-8 boundary).
     static FramePtr close(uint16_t code, std::string_view reason);
     // Arbitrary bytes (an HTTP response).

@@ -7,6 +7,7 @@
 // pub/sub engine) takes the same path with `origin == nullptr`.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proto/deflate.h"
 #include "proto/frame.h"
 #include "relay/connection.h"
 #include "relay/stats.h"
@@ -22,9 +24,33 @@
 
 namespace wsrelay::relay {
 
+class Hub;
+
+// One message on its way to the members of a room. Its frame is built lazily, once per form that a
+// recipient needs — plain, or compressed for a given window size — and every recipient of that form
+// shares the same bytes.
+class Outgoing {
+public:
+    Outgoing(Hub& hub, proto::Opcode op, std::span<const std::byte> payload) : hub_(hub), op_(op), payload_(payload) {}
+    const FramePtr& plain();
+    // The permessage-deflate form for a client that agreed on `window_bits`; null if it cannot be
+    // compressed (the caller then sends the plain one).
+    const FramePtr& deflated(int window_bits);
+    std::span<const std::byte> payload() const noexcept { return payload_; }
+
+private:
+    Hub& hub_;
+    proto::Opcode op_;
+    std::span<const std::byte> payload_;
+    FramePtr plain_;
+    std::array<FramePtr, 7> deflated_;  // by window bits 9..15
+    std::array<bool, 7> tried_{};
+};
+
 class Room {
 public:
-    Room(std::string name, const config::RoomSettings& settings) : name_(std::move(name)), settings_(settings) {}
+    Room(Hub& hub, std::string name, const config::RoomSettings& settings)
+        : hub_(hub), name_(std::move(name)), settings_(settings) {}
     ~Room() { members_.clear(); }
 
     const std::string& name() const noexcept { return name_; }
@@ -39,6 +65,7 @@ public:
 
 private:
     friend class Hub;
+    Hub& hub_;
     std::string name_;
     config::RoomSettings settings_;
     size_t size_ = 0;
@@ -48,6 +75,10 @@ private:
 class Hub {
 public:
     explicit Hub(Stats& stats) : stats_(stats) {}
+
+    // Compresses `payload` as one permessage-deflate message for `window_bits` (9..15). The
+    // compressors are created on first use, one per window size, and shared by all connections.
+    FramePtr compress(proto::Opcode op, std::span<const std::byte> payload, int window_bits);
     ~Hub();
 
     // The room for `name`, created with `settings` if it does not exist.
@@ -71,6 +102,9 @@ private:
     std::vector<std::string> maybe_empty_;
     size_t members_ = 0;  // WebSocket connections in any room
     size_t nonempty_rooms_ = 0;
+    int deflate_level_ = 6;
+    std::array<std::unique_ptr<proto::Deflater>, 7> deflaters_;  // by window bits 9..15
+    std::vector<std::byte> compressed_;  // scratch output of the last compression
 };
 
 }  // namespace wsrelay::relay

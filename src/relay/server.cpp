@@ -46,6 +46,7 @@ Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSoc
       timer_(std::make_unique<TimerFd>(*this)),
       scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kTlsStagingBytes)) {
     now_ms_ = io::monotonic_ms();
+    hub_.apply(config_);
     if (const int e = loop_.add(timer_->fd(), EPOLLIN, timer_.get()))
         throw std::runtime_error(std::string("epoll_ctl(timerfd): ") + std::strerror(e));
     for (ListenSocket& s : sockets) {

@@ -353,12 +353,38 @@ def connection_seeds():
     write(s, "many_small", 0x40 | 33, up + b"".join(frame(TEXT, str(i)) for i in range(200)))
 
 
+# --- Deflate: control = split selector (bits 0-5) | window (bits 6-7: 9, 11, 13, 15) ---
+
+def deflate_seeds():
+    import zlib
+
+    def comp(b, bits=15):
+        z = zlib.compressobj(6, zlib.DEFLATED, -bits)
+        return (z.compress(b) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    def final_block(b):
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return z.compress(b) + z.flush(zlib.Z_FINISH)
+
+    s = "deflate"
+    write(s, "hello_rfc", 0, bytes.fromhex("f248cdc9c90700"))  # RFC 7692 §7.2.3.1
+    write(s, "text", 33, comp("héllo wörld 你好 ".encode() * 20))
+    write(s, "bytewise", 32, comp(b"abcabcabc" * 50))
+    write(s, "window9", 0x40 | 5, comp(b"x" * 3000, 9))
+    write(s, "bomb", 7, comp(b"\0" * 200000))
+    write(s, "final_block", 3, final_block(b"fin"))
+    write(s, "garbage", 50, bytes(range(256)))
+    write(s, "empty_message", 0, b"\x00")
+    write(s, "plain_input", 0xC0, "some plain text to compress 中文".encode() * 10)
+
+
 def main():
     handshake_seeds()
     frame_seeds()
     utf8_seeds()
     config_seeds()
     connection_seeds()
+    deflate_seeds()
     total = 0
     for root, _, files in os.walk(os.path.join(HERE, "corpus")):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

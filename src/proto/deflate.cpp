@@ -19,7 +19,8 @@ std::string_view trim(std::string_view s) noexcept {
 // a quoted-string whose content is a valid token).
 std::optional<int> window_bits_value(std::string_view v) noexcept {
     if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-    if (v.empty() || v.size() > 2) return std::nullopt;
+    // "A decimal integer value without leading zeroes" (RFC 7692 §7.1.2.1).
+    if (v.empty() || v.size() > 2 || v.front() == '0') return std::nullopt;
     int n = 0;
     const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
     if (ec != std::errc{} || end != v.data() + v.size() || n < 8 || n > 15) return std::nullopt;
@@ -99,17 +100,17 @@ Inflater::Status Inflater::run(const uint8_t* in, size_t n, std::vector<std::byt
     if (ended_) return Status::Ok;
     z_.next_in = const_cast<Bytef*>(in);
     z_.avail_in = static_cast<uInt>(n);
-    while (z_.avail_in > 0) {
-        // Grow the output in bounded steps; never past max_bytes (+1 to detect "too big").
-        const size_t have = out.size();
-        if (have > max_bytes) return Status::TooBig;
-        const size_t step = static_cast<size_t>(std::min<uint64_t>(std::max<size_t>(have, 4096), max_bytes + 1 - have));
-        out.resize(have + step);
-        z_.next_out = reinterpret_cast<Bytef*>(out.data() + have);
-        z_.avail_out = static_cast<uInt>(step);
+    // Inflate through a fixed buffer and append only what was produced: the cost of a call is
+    // proportional to its input and output, whatever the message size so far (a message sent as
+    // many tiny compressed frames must not cost quadratic time).
+    uint8_t buf[16384];
+    for (;;) {
+        z_.next_out = buf;
+        z_.avail_out = sizeof buf;
         const int r = inflate(&z_, Z_SYNC_FLUSH);
-        out.resize(have + step - z_.avail_out);
-        if (out.size() > max_bytes) return Status::TooBig;
+        const size_t produced = sizeof buf - z_.avail_out;
+        if (out.size() + produced > max_bytes) return Status::TooBig;
+        out.insert(out.end(), reinterpret_cast<std::byte*>(buf), reinterpret_cast<std::byte*>(buf) + produced);
         if (r == Z_STREAM_END) {
             // A final block (BFINAL set) ends the stream; RFC 7692 lets a sender end a message so.
             // The 0x00 0x00 0xFF 0xFF we append afterwards is then simply not needed.
@@ -117,9 +118,13 @@ Inflater::Status Inflater::run(const uint8_t* in, size_t n, std::vector<std::byt
             return Status::Ok;
         }
         if (r != Z_OK && r != Z_BUF_ERROR) return Status::Corrupt;
-        if (r == Z_BUF_ERROR && z_.avail_out != 0) return Status::Corrupt;  // no progress possible
+        if (z_.avail_out != 0) {
+            // The buffer was not filled: all output so far is out. Either all input was used (wait
+            // for more), or inflate could not progress on what is left (corrupt).
+            if (z_.avail_in == 0) return Status::Ok;
+            if (r == Z_BUF_ERROR) return Status::Corrupt;
+        }
     }
-    return Status::Ok;
 }
 
 Inflater::Status Inflater::feed(std::span<const std::byte> in, bool last, std::vector<std::byte>& out,

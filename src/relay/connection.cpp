@@ -299,6 +299,13 @@ void Connection::reject(const proto::HttpError& error, bool head) {
 void Connection::on_data(const proto::DecodeStep& s) {
     if (state_ != State::Open) return;  // after our close frame, data is read and ignored
     if (s.compressed) return on_compressed_data(s);
+    // On a deflate connection the decoder allows a little more than max_message_bytes (room for
+    // incompressible data); an uncompressed message gets the exact limit here.
+    if (deflate_server_bits_ && message_.size() + s.payload.size() > server_.config().max_message_bytes) {
+        discard_input_ = true;
+        message_.release();
+        return start_close(proto::to_wire(proto::CloseCode::MessageTooBig), "message too big");
+    }
     if (s.message_begins && s.message_ends) return deliver(s.opcode, s.payload);  // no copy
     message_.append(s.payload);
     if (s.message_ends) {

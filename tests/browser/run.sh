@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs the browser test of the chat page. Needs WSRELAY_BIN (the wsrelay binary), Node 20+
+# Runs the browser tests: the chat page (chat.test.mjs) and permessage-deflate interop with
+# Chromium and the ws client (deflate.test.mjs). Needs WSRELAY_BIN (the wsrelay binary), Node 20+
 # and Debian's chromium at /usr/bin/chromium (apt-get install -y chromium); never downloads a
-# browser. Exits with the test's status.
+# browser. Exits with the tests' status.
 set -eu
 
 # The test is run from this folder, so a relative WSRELAY_BIN must be made absolute first.
@@ -14,4 +15,4 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules ]; then
     npm ci --no-audit --no-fund
 fi
-exec node --test chat.test.mjs
+exec node --test chat.test.mjs deflate.test.mjs

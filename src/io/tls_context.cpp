@@ -15,7 +15,16 @@ constexpr unsigned char kSessionIdContext[] = "wsrelay";
 
 std::string file_problem(const std::string& path) {
     std::ifstream f(path);
-    if (!f) return path + ": cannot open: " + std::strerror(errno);
+    if (!f) {
+        std::string m = path + ": cannot open: " + std::strerror(errno);
+        // Say what to do: the packaged config points at Debian's snakeoil pair, which the
+        // ssl-cert package can (re)create.
+        if (path.find("ssl-cert-snakeoil") != std::string::npos)
+            m += " (run `make-ssl-cert generate-default-snakeoil`, or set [tls] certificate and private_key)";
+        else
+            m += " (fix the path in [tls], or the file's permissions: the service reads it as a member of ssl-cert)";
+        return m;
+    }
     return {};
 }
 

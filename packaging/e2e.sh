@@ -5,7 +5,8 @@
 #
 # Builds the .deb with packaging/build-deb.sh (unless --deb names one), debootstraps a Debian 12
 # root once (cached in $WSRELAY_E2E_CACHE, default /var/cache/wsrelay-e2e; the package's runtime
-# dependencies are added to the cache the first time they are needed), boots a copy of it with
+# dependencies are added to the cache the first time they are needed; the copy drops those that
+# only an earlier version of the package needed), boots a copy of it with
 # `systemd-nspawn -b` on a private network (no network at all inside), and runs
 # packaging/e2e/checks.py in it through nsenter. That script prints one line per check (the six
 # of issue 10, then the extra ones) and "N passed, N failed".
@@ -135,10 +136,13 @@ if [ ! -d "$base/root" ] || [ "$(cat "$base/stamp" 2>/dev/null)" != "$stamp" ]; 
 else
     first_run=no
 fi
-nspawn_run() {
-    systemd-nspawn -q -D "$base/root" --register=no --keep-unit --link-journal=no --resolv-conf=copy-host \
+nspawn_at() {
+    local dir=$1
+    shift
+    systemd-nspawn -q -D "$dir" --register=no --keep-unit --link-journal=no --resolv-conf=copy-host \
         --pipe "$@"
 }
+nspawn_run() { nspawn_at "$base/root" "$@"; }
 # Can this machine run a container at all? Ask before spending minutes on the package build.
 if ! nspawn_run /bin/true </dev/null >"$out/nspawn-probe.log" 2>&1; then
     cat "$out/nspawn-probe.log" >&2
@@ -182,6 +186,28 @@ fi
 say "copying the cached root"
 cp -a --reflink=auto "$base/root" "$root" || die "cp of the cached root failed"
 flock -u 9
+# The cache keeps what apt added for any earlier package's Depends (debootstrap installs with dpkg,
+# so apt's history lists exactly those). In the copy, whatever this package does not need goes
+# (apt-mark auto, then autoremove; removing needs no network): the container is a minimal Debian
+# plus this package's dependencies, so a dependency the package forgot to declare fails a check.
+# (procps, for one: /bin/kill is in it, and wsrelay.service's ExecReload= must not need it.)
+installed_in_copy() { chroot "$root" dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'; }
+added=""
+for p in $(sed -n 's/^Install: //p' "$root/var/log/apt/history.log" 2>/dev/null | sed 's/([^)]*)//g' |
+           tr ',' '\n' | sed 's/[[:space:]]//g; s/:.*//' | grep -v '^$' | sort -u); do
+    installed_in_copy "$p" && added="$added $p"
+done
+if [ -n "$added" ]; then
+    needed=""
+    for d in $deps; do installed_in_copy "$d" && needed="$needed $d"; done
+    nspawn_at "$root" -M "wsrelay-e2e-prune-$$" sh -c 'needed=$1; shift; apt-mark auto "$@" >/dev/null &&
+        { [ -z "$needed" ] || apt-mark manual $needed >/dev/null; } &&
+        DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -q' sh "$needed" $added \
+        </dev/null >"$out/prune.log" 2>&1 ||
+        { tail -20 "$out/prune.log" >&2; die "could not remove the cache's extra packages from the copy (log above)"; }
+    pruned=$(sed -n 's/^Removing \([^ :]*\).* (.*/\1/p' "$out/prune.log" | tr '\n' ' ')
+    [ -z "$pruned" ] || say "not needed by this package, removed from the copy: ${pruned% }"
+fi
 # What checks.py needs inside: itself, the raw WebSocket client of tests/e2e, the package.
 mkdir -p "$root/opt/wsrelay-e2e"
 cp "$here/e2e/checks.py" "$top/tests/e2e/wsclient.py" "$deb" "$root/opt/wsrelay-e2e/"

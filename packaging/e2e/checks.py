@@ -10,17 +10,21 @@ The six checks of issue 10, then three that prove the rest of the packaging prom
   3. `systemctl status wsrelay` shows the STATUS= line; `journalctl -u wsrelay` has the connect and
      close lines, with their journal fields.
   4. An edited limit + `systemctl reload wsrelay` applies (a message over the new limit gets 1009)
-     with the same MainPID and a client connected across the reload still relaying; a broken edit
-     + reload fails, leaves the service running on the previous configuration and logs the error
-     with file, line and key.
+     with the same MainPID and a client connected across the reload still relaying, with no kill
+     binary in the container (procps is not installed: ExecReload= uses sh's built-in kill); a
+     broken edit + reload fails, leaves the service running on the previous configuration and logs
+     the error with file, line and key.
   5. `systemctl stop wsrelay` sends a connected client close 1001; the socket stays; the next
      connection starts the service again.
   6. `apt purge wsrelay` leaves nothing behind: no package file, no /etc/wsrelay, no unit, no
      enablement link or deb-systemd-helper state, nothing listening, and no path on the root file
      system that was not there before the install (logs and apt/dpkg databases aside).
   7. Port 80 already in use and the certificate's key missing: `apt install` still succeeds; the
-     socket unit fails with the reason in its journal; once the port is free, a connection makes
-     the service fail with the missing file named in its journal; with the key back, it works.
+     socket unit fails with the reason in its journal, followed by an err entry (from
+     wsrelay-failed@.service) that says what to do: free the port or change ListenStream= and the
+     [[listen]] addresses, then restart the socket; once the port is free, a connection makes the
+     service fail with the missing file named in its journal, again followed by what to do (fix the
+     config or certificate paths, check with --check-config, restart); with the key back, it works.
   8. An upgrade (the same package as version +1) keeps the edited conffile, does not restart the
      socket (it keeps listening), moves the running service to the new binary (its client gets
      1001), and a purge afterwards again leaves nothing behind.
@@ -50,6 +54,8 @@ CONF = "/etc/wsrelay/wsrelay.toml"
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+# The MESSAGE_ID of wsrelay-failed@.service's "what to do" entries.
+HINT_MESSAGE_ID = "22588667e0e94b848d469741571f2375"
 
 # Paths the filesystem comparison of checks 6 and 8 ignores: other mounts (/proc, /run, ...), logs,
 # package manager databases and caches, the test's own files, and systemd's timer stamps (the
@@ -163,6 +169,14 @@ def journal(unit, after=None):
             e["MESSAGE"] = bytes(e["MESSAGE"]).decode("utf-8", "replace")
         entries.append(e)
     return entries
+
+
+def hint_entries(unit, after, pattern, timeout=10.0):
+    """The err entries wsrelay-failed@.service wrote about `unit` after the cursor (shown by
+    `journalctl -u unit`) whose MESSAGE matches; waits for the first one."""
+    return [e for e in journal_wait(unit, after, pattern, timeout) or []
+            if e.get("MESSAGE_ID") == HINT_MESSAGE_ID and e.get("PRIORITY") == "3"
+            and e.get("OBJECT_SYSTEMD_UNIT") == unit]
 
 
 def journal_wait(unit, after, pattern, timeout=10.0):
@@ -339,6 +353,10 @@ def check_reload(c):
     try:
         pid = main_pid()
         expect(pid > 0, "wsrelay.service has no MainPID")
+        kill = shutil.which("kill", path="/usr/sbin:/usr/bin:/sbin:/bin")
+        c.note("kill binary in the container: %s" % (kill or "none (procps is not installed)"))
+        expect(kill is None, "%s exists (procps is installed): this check cannot show that the reload "
+                             "works without it" % kill)
         keeper = connect("/e2e-reload")
         relay(keeper, [keeper], "before the reload")
 
@@ -418,7 +436,7 @@ def leftovers(c, package_paths):
                     "/var/lib/systemd/deb-systemd-helper-masked/*wsrelay*", "/var/lib/private/wsrelay*",
                     "/var/lib/wsrelay*", "/run/wsrelay*"):
         bad.extend("left: " + p for p in glob.glob(pattern, recursive=True))
-    for unit in ("wsrelay.socket", "wsrelay.service"):
+    for unit in ("wsrelay.socket", "wsrelay.service", "wsrelay-failed@wsrelay.socket.service"):
         load = prop(unit, "LoadState")
         if load != "not-found":
             bad.append("systemd still has %s (LoadState=%s, ActiveState=%s)" % (unit, load, prop(unit, "ActiveState")))
@@ -457,9 +475,20 @@ def check_failures_do_not_fail_install(c):
         c.note("wsrelay.socket: " + s)
         expect(s == "failed", "wsrelay.socket is %s with port 80 taken (want failed)" % s)
         why = journal_wait("wsrelay.socket", cursor, r"[Aa]ddress already in use")
+        # Then wsrelay-failed@wsrelay.socket.service's entry: what to do.
+        advice = hint_entries("wsrelay.socket", cursor,
+                              r"^wsrelay\.socket failed \(result: resources\): a port wsrelay\.socket listens on "
+                              r"is taken.*Free it.*`systemctl edit wsrelay\.socket`.*ListenStream=.*"
+                              r"\[\[listen\]\] addresses in /etc/wsrelay/wsrelay\.toml.*"
+                              r"`systemctl restart wsrelay\.socket`")
         for e in journal("wsrelay.socket", cursor):
             c.note("$ journalctl -u wsrelay.socket: <%s> %s" % (e.get("PRIORITY"), e["MESSAGE"]))
         expect(why, "the journal of wsrelay.socket does not say the address is in use")
+        expect(advice, "the journal of wsrelay.socket does not say what to do about the port in use "
+                       "(an err entry from wsrelay-failed@wsrelay.socket.service)")
+        order = [e["__CURSOR"] for e in journal("wsrelay.socket", cursor)]
+        expect(order.index(advice[0]["__CURSOR"]) > order.index(why[0]["__CURSOR"]),
+               "the advice comes before the error in `journalctl -u wsrelay.socket`")
     finally:
         squatter.close()
 
@@ -474,10 +503,27 @@ def check_failures_do_not_fail_install(c):
         except (wsclient.WSError, OSError) as e:
             c.note("a client's connection: %s: %s" % (type(e).__name__, e))
         named = journal_wait("wsrelay.service", cursor, re.escape(SNAKEOIL_KEY))
+        # systemd starts the OnFailure= hint once the service stays failed: after Restart= gave up
+        # (5 starts within 10 s), so wait longer than for a log line.
+        advice = hint_entries("wsrelay.service", cursor,
+                              r"^wsrelay\.service failed \(result: [a-z-]+\): read `journalctl -u wsrelay` "
+                              r"for the error above, fix /etc/wsrelay/wsrelay\.toml \(check it with "
+                              r"`wsrelay --check-config`\) or the certificate paths.*`systemctl restart wsrelay`",
+                              timeout=40)
         for e in journal("wsrelay.service", cursor):
             if e.get("PRIORITY", "6") <= "4" or SNAKEOIL_KEY in e["MESSAGE"]:
                 c.note("$ journalctl -u wsrelay: <%s> %s" % (e.get("PRIORITY"), e["MESSAGE"]))
         expect(named, "the journal of wsrelay.service does not name the missing key")
+        expect(advice, "the journal of wsrelay.service does not say what to do after the failed start "
+                       "(an err entry from wsrelay-failed@wsrelay.service.service)")
+        # The socket stops with it (service-start-limit-hit): its own advice points at the service.
+        sock_advice = hint_entries("wsrelay.socket", cursor, r"^wsrelay\.socket failed \(result: (?!resources)"
+                                   r"[a-z-]+\): wsrelay\.service kept failing.*`journalctl -u wsrelay`")
+        for e in journal("wsrelay.socket", cursor):
+            if e.get("PRIORITY", "6") <= "4":
+                c.note("$ journalctl -u wsrelay.socket: <%s> %s" % (e.get("PRIORITY"), e["MESSAGE"]))
+        expect(sock_advice or state("wsrelay.socket") == "active",
+               "wsrelay.socket is %s without an entry saying wsrelay.service kept failing" % state("wsrelay.socket"))
         c.note("wsrelay.service: %s, wsrelay.socket: %s" % (state("wsrelay.service"), state("wsrelay.socket")))
     finally:
         os.rename(SNAKEOIL_KEY + ".e2e-moved", SNAKEOIL_KEY)
@@ -560,7 +606,7 @@ def main():
     Check(4, "reload applies an edited limit, same MainPID, client kept; a broken edit is refused and logged").run(check_reload)
     Check(5, "systemctl stop sends 1001; the next connection starts the service again").run(check_stop)
     Check(6, "apt purge leaves nothing behind").run(check_purge)
-    Check(7, "port in use / missing key: apt install succeeds, the units fail and the journal says why").run(
+    Check(7, "port in use / missing key: apt install succeeds, the units fail, the journal says why and what to do").run(
         check_failures_do_not_fail_install)
     Check(8, "upgrade keeps the edited conffile and the socket, restarts the service; purge is clean").run(check_upgrade)
 

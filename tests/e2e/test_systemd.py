@@ -642,12 +642,12 @@ class UnitFilesTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="wsrelay-units-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         binary = harness.binary()
-        for unit in ("wsrelay.socket", "wsrelay.service"):
+        for unit in ("wsrelay.socket", "wsrelay.service", "wsrelay-failed@.service"):
             with open(os.path.join(SYSTEMD_DIR, unit)) as f:
                 text = f.read()
             with open(os.path.join(self.dir, unit), "w") as f:
                 f.write(text.replace("/usr/sbin/wsrelay", binary))
-        self.units = [os.path.join(self.dir, u) for u in ("wsrelay.socket", "wsrelay.service")]
+        self.units = [os.path.join(self.dir, u) for u in ("wsrelay.socket", "wsrelay.service", "wsrelay-failed@.service")]
 
     def analyze(self, *args, env=None):
         e = dict(os.environ)

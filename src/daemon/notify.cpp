@@ -1,15 +1,43 @@
 #include "daemon/notify.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "io/event_loop.h"
+#include "io/unique_fd.h"
 
 namespace wsrelay::daemon {
 namespace {
-void send(const std::string& text) { sd_notify(0, text.c_str()); }
+
+// The notification protocol (sd_notify(3)) is one datagram per message to $NOTIFY_SOCKET. We
+// send it ourselves on a non-blocking socket rather than through sd_notify(), whose socket
+// blocks when the receiver's queue is full: the reactor must never wait on the service manager
+// (or on a test harness that stopped reading). A message that would block is dropped.
+void send(const std::string& text) {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (!path || !*path) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const size_t len = std::strlen(path);
+    if (len >= sizeof addr.sun_path || (path[0] != '/' && path[0] != '@')) return;
+    std::memcpy(addr.sun_path, path, len);
+    if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+    const auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    static io::UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) return;
+    while (::sendto(fd.get(), text.data(), text.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                    reinterpret_cast<const sockaddr*>(&addr), addr_len) < 0 &&
+           errno == EINTR) {
+    }
+}
+
 }  // namespace
 
 void notify_ready(std::string_view status) { send("READY=1\nSTATUS=" + std::string(status)); }

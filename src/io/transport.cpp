@@ -9,13 +9,17 @@
 
 namespace wsrelay::io {
 
-bool Transport::handshake_done() const noexcept { return !ssl_ || SSL_is_init_finished(ssl_.get()); }
+bool Transport::handshake_done() const noexcept {
+    return !ssl_ || handshake_completed_ || SSL_is_init_finished(ssl_.get());
+}
 
 IoResult Transport::read(std::span<std::byte> buf) noexcept {
     if (ssl_) {
         read_wants_write_ = false;
         ERR_clear_error();
         const int n = SSL_read(ssl_.get(), buf.data(), static_cast<int>(std::min<size_t>(buf.size(), INT32_MAX)));
+        // Remember a finished handshake: after a later fatal error OpenSSL no longer says so.
+        if (!handshake_completed_ && SSL_is_init_finished(ssl_.get())) handshake_completed_ = true;
         if (n > 0) return IoResult::ok(static_cast<size_t>(n));
         return tls_result(n, true);
     }
@@ -96,6 +100,14 @@ IoResult Transport::tls_result(int ret, bool reading) noexcept {
             fatal_ = true;
             return IoResult::failed(saved_errno);
         default:  // SSL_ERROR_SSL: a protocol error (garbage, plain HTTP on a TLS port, bad record)
+            // OpenSSL 3 reports a TCP close without close_notify this way: browsers end
+            // connections so. It is an end of stream, not a protocol failure.
+            if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                ERR_clear_error();
+                eof_without_notify_ = true;
+                fatal_ = true;
+                return IoResult::eof();
+            }
             tls_error_ = ERR_peek_error();
             if (tls_error_ == 0) tls_error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_MESSAGE);
             ERR_clear_error();

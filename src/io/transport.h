@@ -71,6 +71,7 @@ private:
     bool write_wants_read_ = false;
     unsigned long tls_error_ = 0;  // first OpenSSL error code of the failure
     bool eof_without_notify_ = false;
+    bool handshake_completed_ = false;
 };
 
 }  // namespace wsrelay::io

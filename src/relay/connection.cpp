@@ -130,6 +130,13 @@ void Connection::on_readable() {
             return;
         }
         if (r.status == io::IoStatus::Eof) {
+            if (!transport_.handshake_done()) {
+                // A truncated ClientHello, or a client that gave up: the peer's business, logged.
+                ++server_.stats().tls_handshake_failures;
+                WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake failed: connection closed during the handshake",
+                            static_cast<unsigned long long>(id_), peer_.c_str());
+                return retire("connection closed during the TLS handshake");
+            }
             if (state_ == State::Open) {
                 close_code_ = 1006;
                 close_note().reason = "connection dropped without a close frame";

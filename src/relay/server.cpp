@@ -137,7 +137,7 @@ void Server::on_accept_exhausted(int error) {
     constexpr uint64_t kPauseMs = 100;
     accept_resume_at_ = now_ms_ + kPauseMs;
     uint64_t suppressed = 0;
-    if (warn_allowed(suppressed))
+    if (accept_warn_limit_.allow(now_ms_, suppressed))
         WSLOG_WARNING("accept paused %llu ms: %s (%llu similar suppressed)", static_cast<unsigned long long>(kPauseMs),
                     std::strerror(error), static_cast<unsigned long long>(suppressed));
 }

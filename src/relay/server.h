@@ -142,6 +142,7 @@ private:
     std::unordered_map<util::IpKey, uint32_t, util::IpKeyHash> per_ip_;
     bool shutting_down_ = false;
     util::RateLimit warn_limit_{1000, 5};
+    util::RateLimit accept_warn_limit_{10'000, 1};  // EMFILE may last: one line per 10 s at most
 };
 
 }  // namespace wsrelay::relay

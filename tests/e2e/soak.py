@@ -1,0 +1,1875 @@
+#!/usr/bin/python3
+"""wsrelay soak test: one daemon, thousands of connections, nothing lost.
+
+One wsrelay is started the way systemd starts it, with two passed sockets ("plain" for ws:// and
+http://, "tls" for wss:// and https://, a throwaway CA from test_tls.Pki) and short timeouts.
+For `--duration` seconds:
+
+* well-behaved clients (`--good`, a few hundred, in `--rooms` rooms, over ws and wss; some join
+  late, some leave early, some only listen) send sequence-numbered messages of 16 B to 60 KiB,
+  text and binary, and read everything, answering pings;
+  About a third of them negotiate permessage-deflate (several window sizes) and send some of
+  their messages compressed, so rooms mix compressed and plain members;
+* a second process (this file with --role abuse, so the CPU work is spread over two cores) runs
+  the rest: a pool of lurkers that join, idle and leave; short-lived clients that join, send,
+  check their echo and leave; bursts of big messages into the busiest rooms; and misbehaving
+  clients -- garbage requests and frames (also bad compressed data and a decompression bomb),
+  handshakes and frames that stall half-way, consumers that stop reading in the busiest rooms,
+  floods, TCP resets at every stage (connect, request, after the 101, mid-frame,
+  mid-fragmented message, while the server writes, mid-close, mid-TLS-handshake) and abandoned
+  TLS handshakes;
+* a thread polls GET /healthz every 0.5 s on a fresh connection (every 4th one over TLS) and
+  samples the daemon's RSS and open file descriptors.
+
+Then every well-behaved client finishes its close handshake and everything is checked:
+
+* delivery: for every sender S and every other well-behaved client X of its room, what X
+  received from S is one contiguous run of sequence numbers, in order, each exactly once; it
+  includes every message S sent after X's 101 arrived and S's own echo arrived before X sent
+  its close frame (both facts order the server's broadcast against X's membership, so the rule
+  holds without any timing assumption); each sender got its own echo of every message from
+  seq 0; payloads, opcodes and rooms are as sent (nothing crosses rooms);
+* no well-behaved client (good, lurker, short-lived) was ever closed by the server: it only ever
+  sees the close frame that answers its own, with its own code;
+* misbehaving clients got what the protocol says (400/408/426/431, close 1002/1007/1008/1009/
+  1001, TLS failure, EOF within handshake_timeout or idle_timeout plus slack) -- each mismatch
+  is reported;
+* /healthz answered 200 "ok" within 1 s every time; the daemon stayed alive;
+* afterwards the open-fd count returns exactly to its value before the first client (bounded
+  wait), RSS to within --rss-slack-mib of its value after the warm-up (default 8 MiB, see
+  below), and /metrics shows 0 WebSocket connections and 0 rooms;
+* the log has no line at err or worse and no sanitizer report; SIGTERM then exits 0.
+
+RSS: the baseline is taken after the warm-up (15% of the run, 8-20 s), while the full mix is
+running, when the allocator has grown to the steady state's working set (~900 connections, TLS
+sessions, zlib state, full queues of non-readers). After every client has left, RSS must not
+exceed it by more than the slack: memory kept per connection would show as growth over the
+~5000 connections that come and go after the warm-up (8 MiB is under 2 KiB each; a leaked TLS
+session is 30-60 KiB), while the allocator's fragmentation after the peak measured 0.4-1.2 MiB.
+An ASan build keeps freed memory in quarantine (up to 256 MiB): there the figure is reported,
+not checked; fds are checked exactly and LeakSanitizer checks the heap at exit.
+
+Standalone:  WSRELAY_BIN=build/src/wsrelay /usr/bin/python3 tests/e2e/soak.py --duration 600
+(--help for the mix). Exit status 0 when every check passed, 1 otherwise. test_soak.py runs it
+for CTest, with --duration from WSRELAY_SOAK_SECONDS (default 120) and the plan's random seed
+from WSRELAY_SOAK_SEED (default: the time; the summary prints it).
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import wsclient  # noqa: E402
+from wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+# The daemon's configuration. Short timeouts so stalled clients are cut within the run; a rate
+# limit well above what well-behaved clients send (about 1 message/s) and well below a flood.
+LIMITS = {"max_connections": 20000, "max_connections_per_ip": 0,
+          "message_rate": 50, "message_burst": 100, "rate_limit_action": "close",
+          "max_message_bytes": 64 * KiB, "send_queue_bytes": 256 * KiB,
+          "slow_consumer": "close", "max_header_bytes": 8192, "max_header_count": 64}
+TIMEOUTS = {"handshake_timeout": "2s", "ping_interval": "4s", "idle_timeout": "10s",
+            "close_timeout": "2s", "shutdown_timeout": "5s"}
+HANDSHAKE_S, IDLE_S, CLOSE_S = 2.0, 10.0, 2.0
+MAX_GOOD_PAYLOAD = 60000            # < max_message_bytes
+BUSY_ROOMS = 5                      # rooms /r0../r4 carry big messages: non-readers go there
+SLACK_S = 6.0                       # how late a server-side timeout may be observed under load
+# permessage-deflate offers of the clients that compress (wsrelay always answers with no context
+# takeover both ways; a room mixes windows of 10, 12 and 15 bits and uncompressed members).
+DEFLATE_OFFERS = ["permessage-deflate",
+                  "permessage-deflate; client_max_window_bits",
+                  "permessage-deflate; server_max_window_bits=10",
+                  "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+                  "permessage-deflate; server_no_context_takeover; client_no_context_takeover"]
+
+# ---------------------------------------------------------------- small shared helpers
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+def settled_fd_count(pid, timeout=3.0):
+    """fd_count once it holds still for 0.2 s (an sd_notify datagram, for one, briefly opens a
+    socket right after the READY=1 the harness waits for)."""
+    deadline = time.monotonic() + timeout
+    last = fd_count(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = fd_count(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def is_asan(pid):
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
+def raise_nofile(want=65536):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def client_context(ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = True
+    return ctx
+
+
+def client_hello(ctx):
+    """The bytes of a real ClientHello (Python's TLS client through a MemoryBIO)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, declared_length=None):
+    return wsclient.encode_frame(opcode, payload, fin=fin, rsv=rsv, mask=mask,
+                                 declared_length=declared_length)
+
+
+def upgrade_request(path, host="localhost", extra_headers=(), version="13"):
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET %s HTTP/1.1" % path, "Host: %s" % host, "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key,
+             "Sec-WebSocket-Version: %s" % version] + list(extra_headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), key
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class Closed(Exception):
+    """EOF or reset from the server."""
+
+    def __init__(self, how):
+        super().__init__(how)
+        self.how = how
+
+
+def parse_frames(buf):
+    """Whole server frames at the front of bytearray `buf` (consumed from it):
+    [(fin, opcode, payload, rsv1)]. A masked frame or RSV2/RSV3 is a protocol error."""
+    out = []
+    pos, n = 0, len(buf)
+    while n - pos >= 2:
+        b0, b1 = buf[pos], buf[pos + 1]
+        ln, hl = b1 & 0x7F, 2
+        if ln == 126:
+            if n - pos < 4:
+                break
+            ln, hl = (buf[pos + 2] << 8) | buf[pos + 3], 4
+        elif ln == 127:
+            if n - pos < 10:
+                break
+            ln, hl = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+        if b1 & 0x80:
+            raise ProtocolError("server sent a masked frame")
+        if b0 & 0x30:
+            raise ProtocolError("server frame with RSV2/RSV3 bits")
+        if ln > 64 * MiB:
+            raise ProtocolError("server frame of %d bytes" % ln)
+        if n - pos < hl + ln:
+            break
+        out.append((bool(b0 & 0x80), b0 & 0x0F, bytes(buf[pos + hl:pos + hl + ln]),
+                    bool(b0 & 0x40)))
+        pos += hl + ln
+    if pos:
+        del buf[:pos]
+    return out
+
+
+def inflate(data):
+    """RFC 7692 §7.2.2: a message is a raw deflate stream without its final empty block; no
+    context takeover (wsrelay always agrees to none), so each message is inflated alone. A
+    window of 15 bits decodes any smaller window."""
+    d = zlib.decompressobj(-15)
+    try:
+        out = d.decompress(data + b"\x00\x00\xff\xff", 16 * MiB)
+    except zlib.error as e:
+        raise ProtocolError("server sent bad compressed data: %s" % e)
+    if d.unconsumed_tail:
+        raise ProtocolError("compressed message inflates to more than 16 MiB")
+    return out
+
+
+def deflate(data, window_bits=15):
+    """One message compressed on its own (client_no_context_takeover)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -max(9, window_bits))
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+class Assembler:
+    """Reassembles data messages from frames (inflating compressed ones when permessage-deflate
+    was agreed); returns [(opcode, payload)], control frames as (opcode, payload) too, in
+    arrival order."""
+
+    def __init__(self, deflate=False):
+        self.deflate = deflate
+        self.op, self.parts, self.compressed = None, [], False
+        self.compressed_count = 0
+
+    def feed(self, frames):
+        out = []
+        for fin, op, payload, rsv1 in frames:
+            if op >= 8:
+                if not fin or len(payload) > 125 or rsv1:
+                    raise ProtocolError("bad control frame from server")
+                out.append((op, payload))
+                continue
+            if op == OP_CONT:
+                if self.op is None:
+                    raise ProtocolError("continuation with nothing to continue")
+                if rsv1:
+                    raise ProtocolError("RSV1 on a continuation frame (RFC 7692 §6.1)")
+            else:
+                if self.op is not None:
+                    raise ProtocolError("new message inside a fragmented one")
+                if rsv1 and not self.deflate:
+                    raise ProtocolError("RSV1 without permessage-deflate")
+                self.op, self.compressed = op, rsv1
+            self.parts.append(payload)
+            if fin:
+                data = b"".join(self.parts)
+                if self.compressed:
+                    data = inflate(data)
+                    self.compressed_count += 1
+                out.append((self.op, data))
+                self.op, self.parts, self.compressed = None, [], False
+        return out
+
+
+def close_code_of(payload):
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+
+class Skimmer:
+    """Follows the server's frame boundaries without copying data payloads (for lurkers, which
+    read everything but look only at control frames). feed() returns the control frames."""
+
+    def __init__(self):
+        self.skip = 0
+        self.buf = bytearray()
+
+    def feed(self, data):
+        if self.skip >= len(data):
+            self.skip -= len(data)
+            return []
+        self.buf += memoryview(data)[self.skip:]
+        self.skip = 0
+        buf, pos, ctrl = self.buf, 0, []
+        n = len(buf)
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            ln, hl = b1 & 0x7F, 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hl = (buf[pos + 2] << 8) | buf[pos + 3], 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if b1 & 0x80 or b0 & 0x70:
+                raise ProtocolError("masked or RSV frame from the server")
+            if b0 & 0x0F >= 8:
+                if n - pos < hl + ln:
+                    break
+                ctrl.append((b0 & 0x0F, bytes(buf[pos + hl:pos + hl + ln])))
+                pos += hl + ln
+            elif n - pos >= hl + ln:
+                pos += hl + ln
+            else:
+                self.skip = hl + ln - (n - pos)
+                pos = n
+        del buf[:pos]
+        return ctrl
+
+
+class Conn:
+    """One asyncio-streams connection (TCP or TLS) with a receive buffer."""
+
+    def __init__(self, reader, writer, sock):
+        self.r, self.w, self.sock = reader, writer, sock
+        self.buf = bytearray()
+        self.asm = Assembler()
+        self.deflate = None
+
+    @classmethod
+    async def open(cls, host, port, ctx=None, src=None, rcvbuf=None, timeout=10.0):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setblocking(False)
+            if rcvbuf:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if src:
+                # Spread clients over 127.0.0.x so ephemeral ports (and TIME_WAIT) never run out;
+                # the port is chosen at connect time, per destination.
+                s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+                s.bind((src, 0))
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(s, (host, port))
+                r, w = await asyncio.open_connection(
+                    sock=s, ssl=ctx, server_hostname="localhost" if ctx else None,
+                    ssl_handshake_timeout=timeout if ctx else None, limit=1 << 20)
+        except BaseException:
+            s.close()
+            raise
+        return cls(r, w, s)
+
+    def write(self, data):
+        self.w.write(data)
+
+    async def drain(self, timeout=10.0):
+        async with asyncio.timeout(timeout):
+            await self.w.drain()
+
+    async def fill(self, n=262144):
+        try:
+            data = await self.r.read(n)
+        except (ConnectionResetError, BrokenPipeError):
+            raise Closed("reset")
+        except ssl.SSLError as e:
+            raise Closed("tls error: %s" % e.reason)
+        except OSError as e:
+            raise Closed("error: %s" % e)
+        if not data:
+            raise Closed("eof")
+        self.buf += data
+
+    async def read_http_head(self, timeout=10.0):
+        async with asyncio.timeout(timeout):
+            while True:
+                i = self.buf.find(b"\r\n\r\n")
+                if i >= 0:
+                    head = bytes(self.buf[:i])
+                    del self.buf[:i + 4]
+                    return head
+                if len(self.buf) > 65536:
+                    raise ProtocolError("HTTP head too long")
+                await self.fill()
+
+    async def upgrade(self, path, timeout=10.0, extensions=None):
+        """The opening handshake; `extensions` is a Sec-WebSocket-Extensions offer. Sets
+        self.deflate to the window bits we must compress with if permessage-deflate was
+        agreed, else None."""
+        req, key = upgrade_request(path, extra_headers=(
+            ["Sec-WebSocket-Extensions: " + extensions] if extensions else []))
+        self.write(req)
+        head = await self.read_http_head(timeout)
+        status, _reason, headers, _ = wsclient.parse_http_head(head)
+        if status != 101:
+            raise ProtocolError("upgrade to %s: %r" % (path, head[:80]))
+        if headers.get("sec-websocket-accept") != wsclient.accept_for(key):
+            raise ProtocolError("bad Sec-WebSocket-Accept %r" % headers.get("sec-websocket-accept"))
+        agreed = headers.get("sec-websocket-extensions")
+        self.deflate = None
+        if agreed:
+            params = [p.strip() for p in agreed.split(";")]
+            if not extensions or params[0] != "permessage-deflate":
+                raise ProtocolError("extension %r agreed, %r offered" % (agreed, extensions))
+            self.deflate = 15
+            for p in params[1:]:
+                if p.startswith("client_max_window_bits="):
+                    self.deflate = int(p.split("=", 1)[1])
+        self.asm = Assembler(self.deflate is not None)
+
+    async def next_messages(self):
+        """At least one message or control frame (blocks); raises Closed at EOF."""
+        while True:
+            frames = parse_frames(self.buf)
+            if frames:
+                msgs = self.asm.feed(frames)
+                if msgs:
+                    return msgs
+            await self.fill()
+
+    async def read_to_eof(self, timeout):
+        """Discard input until EOF/reset; returns (how, bytes_read) or ("timeout", n)."""
+        n = len(self.buf)
+        self.buf.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        data = await self.r.read(262144)
+                    except (ConnectionResetError, BrokenPipeError):
+                        return "reset", n
+                    except ssl.SSLError:
+                        return "reset", n
+                    except OSError:
+                        return "reset", n
+                    if not data:
+                        return "eof", n
+                    n += len(data)
+        except TimeoutError:
+            return "timeout", n
+
+    def rst(self):
+        """Drop the connection with a TCP RST (SO_LINGER 0, then close)."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.w.transport.abort()
+
+    def fin(self):
+        """Close without a close handshake (FIN)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.w.transport.abort()
+
+    def abort(self):
+        self.w.transport.abort()
+
+
+# ---------------------------------------------------------------- payloads of good clients
+_TXT = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_" * 1100)
+_BIN = bytes(range(256)) * 300
+
+
+def good_payload(sid, seq, ts, size):
+    """Sender id, seq and send time, then `size` bytes of filler that depend on seq. Even seqs
+    are text (ASCII), odd ones binary (every byte value)."""
+    head = b"G|%d|%d|%.6f|%d|" % (sid, seq, ts, size)
+    if seq % 2 == 0:
+        o = seq % 64
+        return OP_TEXT, head + _TXT[o:o + size]
+    o = seq % 256
+    return OP_BINARY, head + _BIN[o:o + size]
+
+
+def check_good_payload(op, data):
+    """-> (sid, seq, ts) or raises ProtocolError."""
+    try:
+        _g, sid, seq, ts, size, filler = data.split(b"|", 5)
+        sid, seq, ts, size = int(sid), int(seq), float(ts), int(size)
+    except ValueError:
+        raise ProtocolError("malformed good message %r" % data[:60])
+    want_op, want = good_payload(sid, seq, ts, size)
+    if op != want_op or len(filler) != size or data != want:
+        raise ProtocolError("message sid=%d seq=%d corrupted (opcode %d, %d bytes)" % (
+            sid, seq, op, len(data)))
+    return sid, seq, ts
+
+
+# ---------------------------------------------------------------- well-behaved clients
+class Good:
+    """One well-behaved client: joins its room at join_at, sends (unless listen_only) until
+    leave_at or the end, then waits for the echo of its last message and closes with 1000."""
+
+    def __init__(self, run, gid, room, tls, join_at, leave_at, listen_only, offer):
+        self.run, self.gid, self.room, self.tls = run, gid, room, tls
+        self.offer = offer      # permessage-deflate offer, or None
+        self.join_at, self.leave_at, self.listen_only = join_at, leave_at, listen_only
+        self.sent = []          # send time of each seq
+        self.echo = []          # arrival time of the echo of each seq
+        self.rx = {}            # sender id -> [first seq, last seq, count]
+        self.joined = None      # time the 101 had arrived (membership certain from then on)
+        self.close_sent = None  # time our close frame was written
+        self.close_reply = None
+        self.errors = []
+        self.conn = None
+        self.echo_done = asyncio.Event()
+        self.got_close = asyncio.Event()
+        self.closed_how = None
+        self.received = 0
+        self.rx_bytes = 0
+        self.pings = 0
+        self.done = False
+
+    def error(self, msg):
+        if len(self.errors) < 10:
+            self.errors.append("good %d (%s %s): %s" % (self.gid, "wss" if self.tls else "ws",
+                                                      self.room, msg))
+
+    def __repr__(self):
+        return "good %d" % self.gid
+
+    async def main(self):
+        run = self.run
+        try:
+            await asyncio.sleep(max(0.0, self.join_at - (time.monotonic() - run.t0)))
+            if run.stopping.is_set():
+                return
+            port = run.tls_port if self.tls else run.plain_port
+            self.conn = await Conn.open("127.0.0.1", port, run.ctx if self.tls else None)
+            await self.conn.upgrade(self.room, extensions=self.offer)
+            self.joined = time.monotonic()
+            if self.offer and self.conn.deflate is None:
+                self.error("permessage-deflate offered (%r) but not agreed" % self.offer)
+            reader = asyncio.create_task(self.receive())
+            if not self.listen_only:
+                await self.send_loop()
+            else:
+                await self.wait_leave()
+            await self.finish(reader)
+        except asyncio.CancelledError:
+            self.error("cancelled (the run's time ran out)")
+            raise
+        except (Closed, ProtocolError, OSError, TimeoutError, ssl.SSLError) as e:
+            self.error("%s: %s" % (type(e).__name__, e))
+        finally:
+            self.done = True
+            self.run.echoes_complete(self)     # never hold up the others' close
+            if self.conn:
+                self.conn.abort()
+
+    async def wait_leave(self):
+        if self.leave_at is not None:
+            delay = self.leave_at - (time.monotonic() - self.run.t0)
+            try:
+                await asyncio.wait_for(self.run.stopping.wait(), max(0.0, delay))
+            except TimeoutError:
+                pass
+        else:
+            await self.run.stopping.wait()
+
+    async def send_loop(self):
+        run, rng = self.run, self.run.rng
+        busy = int(self.room[2:]) < BUSY_ROOMS
+        end = self.leave_at
+        while not run.stopping.is_set():
+            if end is not None and time.monotonic() - run.t0 >= end:
+                break
+            try:
+                await asyncio.wait_for(run.stopping.wait(), rng.uniform(0.4, 1.6))
+                break
+            except TimeoutError:
+                pass
+            if self.got_close.is_set():
+                return
+            x = rng.random()
+            if busy and x < 0.5:
+                size = rng.randint(8 * KiB, 32 * KiB)
+            elif x < 0.8:
+                size = rng.randint(16, 200)
+            elif x < 0.95:
+                size = rng.randint(200, 4000)
+            else:
+                size = rng.randint(4000, MAX_GOOD_PAYLOAD)
+            seq = len(self.sent)
+            ts = time.monotonic()
+            op, payload = good_payload(self.gid, seq, ts, size)
+            self.sent.append(ts)
+            run.sent_msgs += 1
+            run.sent_bytes += len(payload)
+            if self.conn.deflate is not None and rng.random() < 0.6:
+                run.sent_compressed += 1
+                self.conn.write(frame(op, deflate(payload, self.conn.deflate), rsv=4))
+            else:
+                self.conn.write(frame(op, payload))
+            await self.conn.drain(15.0)
+
+    async def receive(self):
+        run = self.run
+        c = self.conn
+        try:
+            while True:
+                for op, data in await c.next_messages():
+                    now = time.monotonic()
+                    if op == OP_PING:
+                        self.pings += 1
+                        c.write(frame(OP_PONG, data))
+                        continue
+                    if op == OP_PONG:
+                        continue
+                    if op == OP_CLOSE:
+                        self.close_reply = close_code_of(data)
+                        self.got_close.set()
+                        self.echo_done.set()
+                        if self.close_sent is None:
+                            self.error("closed by the server: code %r reason %r" % (
+                                self.close_reply, data[2:60]))
+                        return
+                    if op not in (OP_TEXT, OP_BINARY):
+                        self.error("unexpected opcode %d" % op)
+                        continue
+                    self.rx_bytes += len(data)
+                    if not data.startswith(b"G|"):
+                        continue        # lurkers', short-lived clients' and floods' messages
+                    sid, seq, ts = check_good_payload(op, data)
+                    self.received += 1
+                    run.latency(now - ts)
+                    if sid == self.gid:
+                        if seq != len(self.echo):
+                            self.error("echo of seq %d arrived, expected %d" % (
+                                seq, len(self.echo)))
+                        else:
+                            self.echo.append(now)
+                            if len(self.echo) == len(self.sent):
+                                self.echo_done.set()
+                        continue
+                    st = self.rx.get(sid)
+                    if st is None:
+                        self.rx[sid] = [seq, seq, 1]
+                    else:
+                        if seq != st[1] + 1:
+                            self.error("from %d: seq %d after %d (%s)" % (
+                                sid, seq, st[1], "duplicate/reordered" if seq <= st[1] else
+                                "%d lost" % (seq - st[1] - 1)))
+                        st[1] = seq
+                        st[2] += 1
+        except Closed as e:
+            self.closed_how = e.how
+            if self.close_sent is None:
+                self.error("connection %s by the server before any close frame" % e.how)
+            elif self.close_reply is None:
+                self.error("connection %s before the close frame answering ours" % e.how)
+        except ProtocolError as e:
+            self.error("protocol: %s" % e)
+        finally:
+            self.got_close.set()
+            self.echo_done.set()
+
+    async def finish(self, reader):
+        """Wait for our own echoes, (at the end of the run) for everyone else's, then close."""
+        if len(self.echo) < len(self.sent):
+            self.echo_done.clear()
+            if len(self.echo) < len(self.sent):
+                try:
+                    await asyncio.wait_for(self.echo_done.wait(), 20.0)
+                except TimeoutError:
+                    pass
+            if len(self.echo) < len(self.sent) and not self.got_close.is_set():
+                self.error("only %d of %d echoes arrived within 20 s" % (
+                    len(self.echo), len(self.sent)))
+        if self.leave_at is None or self.run.stopping.is_set():
+            # The end of the run: close only once every sender has all its echoes, so messages
+            # sent until the end count for every member (see Run.check_delivery).
+            self.run.echoes_complete(self)
+            await self.run.close_now.wait()
+        if self.got_close.is_set():
+            return
+        self.close_sent = time.monotonic()
+        self.conn.write(frame(OP_CLOSE, struct.pack("!H", 1000) + b"bye"))
+        try:
+            await asyncio.wait_for(self.got_close.wait(), 15.0)
+        except TimeoutError:
+            self.error("no close frame within 15 s after ours")
+            reader.cancel()
+            return
+        if self.close_reply != 1000 and self.closed_how is None:
+            self.error("our close 1000 was answered with %r" % self.close_reply)
+        how, _n = await self.conn.read_to_eof(CLOSE_S + SLACK_S)
+        if how == "timeout":
+            self.error("server kept TCP open after the close handshake")
+
+
+# ---------------------------------------------------------------- health and resource sampler
+def diagnose(pid):
+    """State, CPU time and stack of a daemon that stopped answering (gdb if installed)."""
+    out = []
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        out.append("state %s, CPU %.2f s" % (st[0], daemon_cpu_s(pid)))
+        time.sleep(1.0)
+        out.append("CPU 1 s later %.2f s" % daemon_cpu_s(pid))
+        with open("/proc/%d/wchan" % pid) as f:
+            out.append("wchan %s" % f.read())
+    except OSError as e:
+        out.append(str(e))
+    if shutil.which("gdb"):
+        try:
+            r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "bt"],
+                               capture_output=True, text=True, timeout=60)
+            out.append("\n".join(l for l in r.stdout.splitlines() if l.startswith("#")))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out.append("gdb: %s" % e)
+    return "\n".join(out)
+
+
+class Monitor(threading.Thread):
+    """GET /healthz every 0.5 s on a fresh connection (every 4th over TLS), each bounded by
+    1 s; samples RSS and fds; notices the daemon dying."""
+
+    def __init__(self, daemon, plain_port, tls_port, ca, t0):
+        super().__init__(daemon=True)
+        self.d, self.plain_port, self.tls_port = daemon, plain_port, tls_port
+        self.ctx = client_context(ca)
+        self.t0 = t0
+        self.stop = threading.Event()
+        self.polls = 0
+        self.failures = []
+        self.max_latency = 0.0
+        self.rss_peak = 0
+        self.fd_peak = 0
+        self.died = None
+        self.diagnosis = None      # what the daemon was doing when it stopped answering
+
+    def poll_once(self, tls):
+        t = time.monotonic()
+        deadline = t + 1.0
+        raw = socket.create_connection(("127.0.0.1", self.tls_port if tls else self.plain_port),
+                                       timeout=1.0)
+        s = raw
+        try:
+            if tls:
+                s = self.ctx.wrap_socket(raw, server_hostname="localhost")
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = s.recv(4096)
+                except ssl.SSLZeroReturnError:
+                    chunk = b""
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data and data.endswith(b"ok\n"):
+                    break
+        finally:
+            s.close()
+            raw.close()
+        elapsed = time.monotonic() - t
+        if not data.startswith(b"HTTP/1.1 200") or not data.endswith(b"\r\n\r\nok\n"):
+            raise RuntimeError("answer %r" % data[:80])
+        return elapsed
+
+    def run(self):
+        n = streak = 0
+        while not self.stop.is_set():
+            t_next = time.monotonic() + 0.5
+            tls = n % 4 == 3
+            n += 1
+            # Read the daemon's sd_notify datagrams (STATUS= every 5 s) as systemd would: the
+            # harness reads them only in wait_notify(), and an unread socket fills up after ~10
+            # datagrams, after which the daemon blocks in sendmsg() (see test_faults.py).
+            self.d.poll_notify(0)
+            if not self.d.alive():
+                self.died = "wsrelay exited with %r at t=%.1fs" % (
+                    self.d.proc.poll(), time.monotonic() - self.t0)
+                return
+            try:
+                el = self.poll_once(tls)
+                self.max_latency = max(self.max_latency, el)
+                if el > 1.0:
+                    raise RuntimeError("took %.2fs" % el)
+                streak = 0
+            except Exception as e:  # noqa: BLE001 -- every kind of failure is a finding
+                streak += 1
+                if len(self.failures) < 20:
+                    self.failures.append("healthz%s at t=%.1fs: %s: %s" % (
+                        " (https)" if tls else "", time.monotonic() - self.t0,
+                        type(e).__name__, e))
+                if streak == 3 and self.diagnosis is None:
+                    self.diagnosis = diagnose(self.d.pid)
+            self.polls += 1
+            self.rss_peak = max(self.rss_peak, rss_kib(self.d.pid))
+            self.fd_peak = max(self.fd_peak, fd_count(self.d.pid))
+            self.stop.wait(max(0.0, t_next - time.monotonic()))
+
+
+# ---------------------------------------------------------------- the run (main process)
+class Run:
+    def __init__(self, args, daemon, ca):
+        self.args = args
+        self.d = daemon
+        self.ca = ca
+        self.ctx = client_context(ca)
+        self.plain_port, self.tls_port = daemon.ports["plain"], daemon.ports["tls"]
+        self.rng = random.Random(args.seed)
+        self.failures = []
+        self.sent_msgs = self.sent_bytes = self.sent_compressed = 0
+        self.lat_max = 0.0
+        self.lat_n = 0
+        self.lat_hist = [0] * 64       # log2 buckets of milliseconds/16
+        self.t0 = None
+        self.goods = []
+        self.waiting_close = set()
+
+    def latency(self, s):
+        self.lat_n += 1
+        if s > self.lat_max:
+            self.lat_max = s
+        b = 0
+        v = int(s * 16000)
+        while v > 0 and b < 63:
+            v >>= 1
+            b += 1
+        self.lat_hist[b] += 1
+
+    def lat_percentile(self, p):
+        need = self.lat_n * p
+        acc = 0
+        for b, n in enumerate(self.lat_hist):
+            acc += n
+            if acc >= need and n:
+                return (1 << b) / 16000.0
+        return 0.0
+
+    def echoes_complete(self, g):
+        self.waiting_close.discard(g)
+        if not self.waiting_close:
+            self.close_now.set()
+
+    def plan_goods(self):
+        a, rng, D = self.args, self.rng, self.args.duration
+        goods = []
+        for gid in range(a.good):
+            room = "/r%d" % (gid % a.rooms)
+            tls = rng.random() < 0.4
+            late = rng.random() < 0.25
+            join_at = rng.uniform(0.1, 0.6) * D if late else rng.uniform(0.0, 2.0)
+            leave_at = None
+            if rng.random() < 0.1:
+                leave_at = max(join_at + 5.0, rng.uniform(0.5, 0.9) * D)
+                if leave_at > D - 2.0:
+                    leave_at = None
+            listen_only = rng.random() < 0.15
+            offer = rng.choice(DEFLATE_OFFERS) if rng.random() < 0.35 else None
+            goods.append(Good(self, gid, room, tls, join_at, leave_at, listen_only, offer))
+        return goods
+
+    async def abuse_process(self):
+        cmd = [sys.executable, os.path.abspath(__file__), "--role", "abuse",
+               "--duration", str(self.args.duration), "--seed", str(self.args.seed + 1),
+               "--rooms", str(self.args.rooms), "--plain-port", str(self.plain_port),
+               "--tls-port", str(self.tls_port), "--ca", self.ca,
+               "--rate", str(self.args.rate), "--lurkers", str(self.args.lurkers)]
+        p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(p.communicate(), self.args.duration + 120)
+        except TimeoutError:
+            p.kill()
+            await p.wait()
+            return {"failures": ["abuse process did not finish within duration + 120 s"]}
+        lines = out.decode(errors="replace").strip().splitlines()
+        try:
+            return json.loads(lines[-1])
+        except (IndexError, ValueError):
+            return {"failures": ["abuse process exited %s without a report; stderr:\n%s" % (
+                p.returncode, err.decode(errors="replace")[-3000:])]}
+
+    async def main(self):
+        a = self.args
+        self.stopping = asyncio.Event()
+        self.close_now = asyncio.Event()
+        self.t0 = time.monotonic()
+        self.goods = self.plan_goods()
+        self.waiting_close = {g for g in self.goods if g.leave_at is None}
+        abuse = asyncio.create_task(self.abuse_process())
+        tasks = [asyncio.create_task(g.main()) for g in self.goods]
+        await asyncio.sleep(a.warmup)
+        self.rss_warm, self.fd_warm = rss_kib(self.d.pid), fd_count(self.d.pid)
+        self.log("warm-up done: RSS %d KiB, %d fds" % (self.rss_warm, self.fd_warm))
+        while time.monotonic() - self.t0 < a.duration:
+            await asyncio.sleep(min(10.0, a.duration - (time.monotonic() - self.t0)))
+            self.log("t=%.0fs: %d good messages sent, RSS %d KiB, %d fds" % (
+                time.monotonic() - self.t0, self.sent_msgs, rss_kib(self.d.pid),
+                fd_count(self.d.pid)))
+        self.stopping.set()
+        # Goods that never joined (or already failed) must not hold up the close barrier.
+        for g in self.goods:
+            if g.joined is None or g.done:
+                self.echoes_complete(g)
+        try:
+            await asyncio.wait_for(self.close_now.wait(), 40.0)
+        except TimeoutError:
+            self.failures.append("well-behaved clients still waiting for echoes 40 s after the "
+                                 "end: %s" % sorted(self.waiting_close, key=lambda g: g.gid)[:10])
+            self.close_now.set()
+        done, pending = await asyncio.wait(tasks, timeout=40.0)
+        for t in pending:
+            t.cancel()
+        if pending:
+            self.failures.append("%d well-behaved clients did not finish closing" % len(pending))
+            await asyncio.wait(pending, timeout=5.0)
+        self.abuse = await abuse
+        self.t_end = time.monotonic()
+
+    def log(self, msg):
+        print("[soak %6.1fs] %s" % (time.monotonic() - (self.t0 or time.monotonic()), msg),
+              file=sys.stderr, flush=True)
+
+    # ---- checks ----
+    def check_delivery(self):
+        by_room = {}
+        for g in self.goods:
+            by_room.setdefault(g.room, []).append(g)
+        errors = []
+        self.expected_min = 0
+        for g in self.goods:
+            errors.extend(g.errors)
+            if g.joined is None:
+                if not g.errors and g.join_at < self.args.duration:
+                    errors.append("good %d never joined" % g.gid)
+                continue
+            if len(g.echo) != len(g.sent):
+                errors.append("good %d: %d echoes of %d messages" % (
+                    g.gid, len(g.echo), len(g.sent)))
+            room_ids = {s.gid for s in by_room[g.room]}
+            for sid in g.rx:
+                if sid not in room_ids:
+                    errors.append("good %d (%s) received messages of good %d from room %s" % (
+                        g.gid, g.room, sid, self.goods[sid].room))
+            end = g.close_sent if g.close_sent is not None else float("inf")
+            for s in by_room[g.room]:
+                if s is g or not s.sent:
+                    continue
+                # Messages X must have: sent after X's 101 arrived (so the server had X as a
+                # member when it read them) and echoed to S before X sent its close frame (so
+                # the server had broadcast them before it read X's close).
+                must = [k for k in range(len(s.echo)) if s.sent[k] > g.joined and s.echo[k] < end]
+                st = g.rx.get(s.gid)
+                if st and st[1] >= len(s.sent):
+                    errors.append("good %d got seq %d from %d, which sent only %d" % (
+                        g.gid, st[1], s.gid, len(s.sent)))
+                if not must:
+                    continue
+                self.expected_min += len(must)
+                if st is None:
+                    errors.append("good %d got nothing from %d, missed seqs %d..%d" % (
+                        g.gid, s.gid, must[0], must[-1]))
+                elif st[0] > must[0] or st[1] < must[-1]:
+                    errors.append("good %d got seqs %d..%d from %d, must have %d..%d" % (
+                        g.gid, st[0], st[1], s.gid, must[0], must[-1]))
+        return errors
+
+
+def make_config(pki):
+    return {"server": {"log_level": "info"},
+            "listen": [{"address": "127.0.0.1:{port}", "name": "plain", "metrics": True},
+                       {"address": "127.0.0.1:{port}", "name": "tls", "tls": True}],
+            "tls": {"certificate": pki.A.cert, "private_key": pki.A.key},
+            "limits": dict(LIMITS), "timeouts": dict(TIMEOUTS), "rooms": {"echo": True},
+            "deflate": {"enabled": True, "min_bytes": 256}}
+
+
+def metric(text, sample):
+    m = re.search(r"^%s (\S+)$" % re.escape(sample), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def fetch_metrics(port):
+    raw = wsclient.http_request("127.0.0.1", port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n", timeout=5)
+    return raw.decode(errors="replace")
+
+
+class Report:
+    def __init__(self):
+        self.failures = []
+        self.lines = []
+
+    def say(self, fmt, *a):
+        self.lines.append(fmt % a if a else fmt)
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+
+def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600, seed=None,
+        warmup=None, rss_slack_mib=8.0, out=sys.stderr):
+    """Run the soak; returns a Report (failures empty on success)."""
+    from test_tls import MultiSocketDaemon, Pki   # certificates; two named passed sockets
+    if binary:
+        os.environ["WSRELAY_BIN"] = binary
+    seed = int(time.time()) if seed is None else seed
+    args = argparse.Namespace(duration=float(duration), good=good, rooms=rooms, rate=rate,
+                              lurkers=lurkers, seed=seed,
+                              warmup=warmup if warmup is not None else min(
+                                  20.0, max(8.0, 0.15 * duration)))
+    rep = Report()
+    nofile = raise_nofile()
+    if nofile < 4096:
+        # Each process holds up to ~lurkers + 400 connections; keep clear of a low hard limit.
+        args.lurkers = max(50, min(args.lurkers, nofile // 2 - 250))
+        print("RLIMIT_NOFILE is %d: %d lurkers" % (nofile, args.lurkers), file=out)
+    tmp = tempfile.mkdtemp(prefix="wsrelay-soak-")
+    pki = Pki(tmp)
+    pki.A = pki.leaf("server", ["DNS:localhost", "IP:127.0.0.1"])
+    d = MultiSocketDaemon(make_config(pki))
+    try:
+        return _run(rep, args, d, pki, nofile, rss_slack_mib, out)
+    finally:
+        d.kill()
+        if rep.failures or os.environ.get("WSRELAY_E2E_KEEP") is not None:
+            print("daemon config and log kept in %s" % d.tmp, file=out, flush=True)
+        else:
+            d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(rep, args, d, pki, nofile, rss_slack_mib, out):
+    pid = d.pid
+    fd_base, rss_base = settled_fd_count(pid), rss_kib(pid)
+    asan = is_asan(pid)
+    r = Run(args, d, pki.ca)
+    r.log("wsrelay pid %d (%s), ws :%d, wss :%d, RLIMIT_NOFILE %d, seed %d; baseline %d fds, "
+          "RSS %d KiB" % (pid, "ASan" if asan else "plain build", r.plain_port, r.tls_port,
+                          nofile, args.seed, fd_base, rss_base))
+    mon = Monitor(d, r.plain_port, r.tls_port, pki.ca, time.monotonic())
+    mon.start()
+    cpu0 = os.times()
+    asyncio.run(r.main())
+    delivery_errors = r.check_delivery()
+
+    # ---- the daemon after everyone left ----
+    t = time.monotonic()
+    fd_end = fd_count(pid)
+    while fd_end != fd_base and time.monotonic() - t < IDLE_S + CLOSE_S + 2 * SLACK_S:
+        time.sleep(0.2)
+        fd_end = fd_count(pid)
+    fd_wait = time.monotonic() - t
+    time.sleep(1.0)
+    rss_end = rss_kib(pid)
+    mon.stop.set()
+    mon.join(5)
+    metrics = None
+    try:
+        metrics = fetch_metrics(r.plain_port)
+    except (wsclient.WSError, OSError) as e:
+        rep.failures.append("GET /metrics after the run: %s" % e)
+    cpu1 = os.times()
+    alive = d.alive()
+    cpu_daemon = daemon_cpu_s(pid)
+    rc = d.stop(timeout=15.0)
+    log = d.stderr()
+    san = d.sanitizer_report()
+
+    # ---- verdicts ----
+    ab = r.abuse
+    rep.failures += r.failures
+    rep.failures += delivery_errors[:40]
+    if len(delivery_errors) > 40:
+        rep.failures.append("... and %d more delivery errors" % (len(delivery_errors) - 40))
+    rep.failures += ["abuse: " + f for f in ab.get("failures", [])]
+    rep.failures += mon.failures
+    if mon.diagnosis:
+        rep.failures.append("wsrelay stopped answering /healthz; at that time:\n" + mon.diagnosis)
+    if mon.died or not alive:
+        rep.failures.append(mon.died or "wsrelay died during the run")
+    if mon.polls < args.duration / 0.5 * 0.8:
+        rep.failures.append("only %d health polls in %.0f s" % (mon.polls, args.duration))
+    if fd_end != fd_base:
+        rep.failures.append("wsrelay has %d open fds %.0f s after the last client left; %d before "
+                            "the first one" % (fd_end, fd_wait, fd_base))
+    slack_kib = int(rss_slack_mib * 1024)
+    rss_ok = rss_end <= r.rss_warm + slack_kib
+    if not rss_ok and not asan:
+        rep.failures.append("RSS %d KiB after the run, %d KiB after the warm-up: grew by %d KiB "
+                            "(> %d KiB)" % (rss_end, r.rss_warm, rss_end - r.rss_warm, slack_kib))
+    if metrics is not None:
+        for sample, want in (("wsrelay_websocket_connections", 0), ("wsrelay_rooms", 0),
+                             ("wsrelay_connections", 1)):
+            v = metric(metrics, sample)
+            if v != want:
+                rep.failures.append("/metrics after the run: %s = %r, expected %d" % (
+                    sample, v, want))
+    bad_lines = [l for l in log.splitlines() if re.match(r"^<[0-3]>", l)]
+    if bad_lines:
+        rep.failures.append("%d log lines at err or worse, e.g.:\n  %s" % (
+            len(bad_lines), "\n  ".join(bad_lines[:10])))
+    if san:
+        rep.failures.append("sanitizer report:\n" + san)
+    if rc != 0:
+        rep.failures.append("SIGTERM after the run: exit status %r" % rc)
+
+    # ---- summary ----
+    goods = r.goods
+    joined = [g for g in goods if g.joined is not None]
+    rep.say("wsrelay soak: %.0f s, seed %d, %s build, %d rooms", args.duration, args.seed,
+            "ASan" if asan else "normal", args.rooms)
+    rep.say("well-behaved: %d clients (%d ws, %d wss; %d joined late, %d left early, %d listen "
+            "only)", len(joined), sum(not g.tls for g in joined), sum(g.tls for g in joined),
+            sum(g.join_at > 5 for g in joined), sum(g.leave_at is not None for g in joined),
+            sum(g.listen_only for g in joined))
+    rep.say("  messages sent %d (%.1f MB), deliveries received %d incl. echoes (%d required by the "
+            "delivery rule), pings answered %d", r.sent_msgs, r.sent_bytes / 1e6, r.lat_n,
+            r.expected_min + sum(len(g.sent) for g in joined), sum(g.pings for g in joined))
+    deflaters = [g for g in joined if g.conn is not None and g.conn.deflate is not None]
+    rx_compressed = sum(g.conn.asm.compressed_count for g in deflaters)
+    rep.say("  permessage-deflate: %d clients; %d messages sent compressed, %d received "
+            "compressed", len(deflaters), r.sent_compressed, rx_compressed)
+    if deflaters and not rx_compressed:
+        rep.failures.append("%d clients agreed on permessage-deflate, none got a compressed "
+                            "message" % len(deflaters))
+    rep.say("  latency send->receive: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+            r.lat_percentile(0.5) * 1000, r.lat_percentile(0.99) * 1000, r.lat_max * 1000)
+    rep.say("other connections (abuse process): %d in all", ab.get("total", 0))
+    for kind, outcomes in sorted(ab.get("kinds", {}).items()):
+        rep.say("  %-36s %5d  %s", kind, sum(outcomes.values()),
+                ", ".join("%s %d" % kv for kv in sorted(outcomes.items())))
+    rep.say("healthz: %d polls, slowest %.0f ms, %d failures", mon.polls, mon.max_latency * 1000,
+            len(mon.failures))
+    rep.say("wsrelay fds: %d at start, %d after warm-up (under load), peak %d, %d at the end "
+            "(after %.1f s)", fd_base, r.fd_warm, mon.fd_peak, fd_end, fd_wait)
+    rep.say("wsrelay RSS: %d KiB at start, %d after warm-up (under load), peak %d, %d at the end "
+            "(%+d KiB vs warm-up, limit +%d%s)", rss_base, r.rss_warm, mon.rss_peak, rss_end,
+            rss_end - r.rss_warm, slack_kib, ", not enforced under ASan" if asan else "")
+    if metrics:
+        rep.say("wsrelay /metrics: accepted %d, upgrades %d, TLS handshakes %d (failed %d), "
+                "messages in %d / out %d, closes 1000 %d, 1001 %d, 1002 %d, 1006 %d, 1007 %d, "
+                "1008 %d, 1009 %d, HTTP errors 400 %d, 408 %d, 426 %d, 431 %d",
+                *[int(metric(metrics, s) or 0) for s in (
+                    "wsrelay_connections_accepted_total", "wsrelay_websocket_upgrades_total",
+                    "wsrelay_tls_handshakes_total", "wsrelay_tls_handshake_failures_total",
+                    "wsrelay_messages_received_total", "wsrelay_messages_sent_total",
+                    'wsrelay_closes_total{code="1000"}', 'wsrelay_closes_total{code="1001"}',
+                    'wsrelay_closes_total{code="1002"}', 'wsrelay_closes_total{code="1006"}',
+                    'wsrelay_closes_total{code="1007"}', 'wsrelay_closes_total{code="1008"}',
+                    'wsrelay_closes_total{code="1009"}', 'wsrelay_http_errors_total{status="400"}',
+                    'wsrelay_http_errors_total{status="408"}',
+                    'wsrelay_http_errors_total{status="426"}',
+                    'wsrelay_http_errors_total{status="431"}')])
+    ab_cpu = ab.get("cpu_s", 0.0)
+    rep.say("CPU: driver %.1f s, abuse process %.1f s, wsrelay %.1f s, over %.0f s of wall time",
+            (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), ab_cpu, cpu_daemon,
+            r.t_end - r.t0)
+    rep.say("log: %d lines, %d warnings, %d at err or worse; exit status after SIGTERM %r",
+            len(log.splitlines()), sum(l.startswith("<4>") for l in log.splitlines()),
+            len(bad_lines), rc)
+    rep.say("result: %s", "PASS" if not rep.failures else "FAIL (%d)" % len(rep.failures))
+    if rep.failures:
+        rep.say("failures:\n- " + "\n- ".join(rep.failures))
+    print(rep.text, file=out, flush=True)
+    return rep
+
+
+def daemon_cpu_s(pid):
+    """User + system CPU seconds of a live process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return -1.0
+
+
+# ---------------------------------------------------------------- the abuse process
+class Abuse:
+    """Everything that is not a sequence-numbered good client. Each client is one coroutine with
+    bounded waits; `outcome` names what happened; a result the protocol does not allow is a
+    failure."""
+
+    def __init__(self, a):
+        self.a = a
+        self.rng = random.Random(a.seed)
+        self.ctx = client_context(a.ca)
+        self.hello = client_hello(self.ctx)
+        self.kinds = {}
+        self.failures = []
+        self.total = 0
+        self.uid = 0
+        self.live = set()
+        self.bomb = None
+
+    # -- bookkeeping --
+    def count(self, kind, outcome):
+        d = self.kinds.setdefault(kind, {})
+        d[outcome] = d.get(outcome, 0) + 1
+
+    def fail(self, kind, msg):
+        if len(self.failures) < 60:
+            self.failures.append("%s: %s" % (kind, msg))
+        self.count(kind, "FAILED")
+
+    def src(self):
+        return "127.0.0.%d" % self.rng.randint(2, 250)
+
+    def room(self, busy=False, quiet=False):
+        """A room of the good clients (a busy one, or with quiet=True one without big
+        messages), or one that exists only for this client."""
+        if busy:
+            return "/r%d" % self.rng.randrange(BUSY_ROOMS)
+        if self.rng.random() < 0.2:
+            self.uid += 1
+            return "/tmp-%d" % self.uid
+        return "/r%d" % self.rng.randrange(BUSY_ROOMS if quiet else 0, self.a.rooms)
+
+    async def open(self, tls, rcvbuf=None, raw_tls=False):
+        port = self.a.tls_port if (tls or raw_tls) else self.a.plain_port
+        return await Conn.open("127.0.0.1", port, self.ctx if tls and not raw_tls else None,
+                               src=self.src(), rcvbuf=rcvbuf)
+
+    async def expect_close(self, c, timeout, answer=True):
+        """Read (skipping data, answering nothing) until a close frame: -> (code, t) or raises
+        Closed / TimeoutError."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for op, data in await c.next_messages():
+                    if op == OP_CLOSE:
+                        if answer:
+                            c.write(frame(OP_CLOSE, data[:2]))
+                        return close_code_of(data), time.monotonic()
+
+    # -- well-behaved, short-lived --
+    async def lurker(self, life):
+        """Joins, reads everything (following frame boundaries, not parsing payloads), answers
+        pings, and leaves after `life` seconds: with a close handshake, a FIN or a RST."""
+        kind = "lurker"
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        sk = Skimmer()
+
+        async def read_some():
+            """-> the close code if the server's close frame arrived, else None."""
+            c.buf.clear()
+            await c.fill()
+            for op, data in sk.feed(bytes(c.buf)):
+                if op == OP_PING:
+                    c.write(frame(OP_PONG, data))
+                elif op == OP_CLOSE:
+                    return close_code_of(data) or 1005
+            return None
+
+        try:
+            await c.upgrade(self.room())
+            if c.buf:
+                sk.feed(bytes(c.buf))
+            end = time.monotonic() + life
+            while time.monotonic() < end:
+                try:
+                    async with asyncio.timeout(end - time.monotonic()):
+                        code = await read_some()
+                except TimeoutError:
+                    break
+                if code is not None:
+                    return self.fail(kind, "closed by the server with %d while well-behaved" % code)
+            how = self.rng.choice(["close", "close", "close", "fin", "rst"])
+            if how == "close":
+                c.write(frame(OP_CLOSE, struct.pack("!H", 1000)))
+                try:
+                    async with asyncio.timeout(10.0):
+                        code = None
+                        while code is None:
+                            code = await read_some()
+                except TimeoutError:
+                    return self.fail(kind, "no close frame within 10 s after ours")
+                if code != 1000:
+                    return self.fail(kind, "our close 1000 answered with %d" % code)
+                rest, _n = await c.read_to_eof(CLOSE_S + SLACK_S)
+                if rest == "timeout":
+                    return self.fail(kind, "TCP still open after the close handshake")
+                return self.count(kind, "closed-1000")
+            if how == "fin":
+                c.fin()
+            else:
+                c.rst()
+            self.count(kind, how)
+        except Closed as e:
+            self.fail(kind, "connection %s by the server while well-behaved" % e.how)
+        finally:
+            c.abort()
+
+    async def short(self):
+        """Joins a room, sends 0-3 messages, waits for their echoes, leaves properly."""
+        kind = "short-lived"
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        try:
+            offer = self.rng.choice(DEFLATE_OFFERS) if self.rng.random() < 0.3 else None
+            await c.upgrade(self.room(), extensions=offer)
+            n = self.rng.randint(0, 3)
+            tag = b"C|%d|" % self.rng.getrandbits(48)
+            for i in range(n):
+                data = tag + b"%d|" % i + b"s" * self.rng.randint(0, 3000)
+                if c.deflate is not None and self.rng.random() < 0.5:
+                    c.write(frame(OP_TEXT if i % 2 else OP_BINARY, deflate(data, c.deflate), rsv=4))
+                else:
+                    c.write(frame(OP_TEXT if i % 2 else OP_BINARY, data))
+            got = 0
+            async with asyncio.timeout(15.0):
+                while got < n:
+                    for op, data in await c.next_messages():
+                        if op == OP_PING:
+                            c.write(frame(OP_PONG, data))
+                        elif op == OP_CLOSE:
+                            return self.fail(kind, "closed by the server with %r" % (
+                                close_code_of(data),))
+                        elif op in (OP_TEXT, OP_BINARY) and data.startswith(tag):
+                            if data[len(tag):].split(b"|", 1)[0] != b"%d" % got:
+                                return self.fail(kind, "echo out of order")
+                            got += 1
+            if self.rng.random() < 0.8:
+                c.write(frame(OP_CLOSE, struct.pack("!H", 1000)))
+                code, _t = await self.expect_close(c, 15.0, answer=False)
+                if code != 1000:
+                    return self.fail(kind, "close 1000 answered with %r" % code)
+                how, _n = await c.read_to_eof(CLOSE_S + SLACK_S)
+                if how == "timeout":
+                    return self.fail(kind, "TCP open after the close handshake")
+                self.count(kind, "close")
+            else:
+                c.fin()
+                self.count(kind, "fin")
+        except TimeoutError:
+            self.fail(kind, "echo not back within 15 s")
+        except Closed as e:
+            self.fail(kind, "connection %s by the server" % e.how)
+        finally:
+            c.abort()
+
+    async def burst(self, room=None, count=40, min_size=16 * KiB):
+        """Well-behaved too: sends `count` messages of min_size..60 KiB, 20 per second (within
+        message_rate), into a busy room, reading everything, and checks its echoes. The room's
+        readers keep up; a non-reader there has its queue overflow (close 1008) once the
+        server's socket buffer (up to 4 MiB) and its send queue are full."""
+        kind = "burst"
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        try:
+            await c.upgrade(room or self.room(busy=True))
+            tag = b"B|%d|" % self.rng.getrandbits(48)
+            sizes = [self.rng.randint(min_size, MAX_GOOD_PAYLOAD) for _ in range(count)]
+
+            async def send():
+                for i, n in enumerate(sizes):
+                    c.write(frame(OP_BINARY, tag + b"%d|" % i + _BIN[:n]))
+                    await c.drain(15.0)
+                    await asyncio.sleep(0.05)
+
+            sender = asyncio.create_task(send())
+            got = 0
+            try:
+                async with asyncio.timeout(30.0):
+                    while got < len(sizes):
+                        for op, data in await c.next_messages():
+                            if op == OP_PING:
+                                c.write(frame(OP_PONG, data))
+                            elif op == OP_CLOSE:
+                                return self.fail(kind, "closed by the server with %r" % (
+                                    close_code_of(data),))
+                            elif op == OP_BINARY and data.startswith(tag):
+                                want = tag + b"%d|" % got + _BIN[:sizes[got]]
+                                if data != want:
+                                    return self.fail(kind, "echo %d wrong or out of order" % got)
+                                got += 1
+            finally:
+                sender.cancel()
+            c.write(frame(OP_CLOSE, struct.pack("!H", 1000)))
+            code, _t = await self.expect_close(c, 15.0, answer=False)
+            if code != 1000:
+                return self.fail(kind, "close 1000 answered with %r" % code)
+            self.count(kind, "echoed-all")
+        except TimeoutError:
+            self.fail(kind, "echoes not back within 30 s")
+        except Closed as e:
+            self.fail(kind, "connection %s by the server" % e.how)
+        finally:
+            c.abort()
+
+    async def http(self):
+        kind = "http"
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        try:
+            c.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                    b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = bytearray()
+            async with asyncio.timeout(10.0):
+                while True:
+                    try:
+                        await c.fill()
+                    except Closed:
+                        break
+                    data += c.buf
+                    c.buf.clear()
+            if data.count(b"HTTP/1.1 200 ") != 3:
+                return self.fail(kind, "3 pipelined requests: %r" % bytes(data[:200]))
+            self.count(kind, "ok")
+        except TimeoutError:
+            self.fail(kind, "no EOF within 10 s after Connection: close")
+        finally:
+            c.abort()
+
+    # -- misbehaving --
+    async def garbage(self):
+        kind = "garbage"
+        v = self.rng.choice(["http-binary", "http-bad-line", "http-huge-header", "http-version-8",
+                             "ws-unmasked", "ws-rsv", "ws-opcode", "ws-utf8", "ws-too-big",
+                             "ws-long-ping", "ws-orphan-cont", "tls-garbage", "wss-unmasked",
+                             "wss-utf8", "ws-deflate-corrupt", "ws-deflate-bomb",
+                             "wss-deflate-bad-utf8"])
+        tls = v.startswith("wss")
+        c = await self.open(tls, raw_tls=v.startswith("tls"))
+        kind = "garbage/" + v
+        try:
+            if v.startswith("http") or v.startswith("tls"):
+                want = {"http-binary": rb"^HTTP/1\.1 4\d\d ",
+                        "http-bad-line": rb"^HTTP/1\.1 (4\d\d|505) ",
+                        "http-huge-header": rb"^HTTP/1\.1 431 ",
+                        "http-version-8": rb"^HTTP/1\.1 426 ",
+                        "tls-garbage": rb"^$"}[v]
+                if v == "http-binary":
+                    c.write(b"\x00\x01\x02" + bytes(self.rng.getrandbits(8) for _ in range(200))
+                            .replace(b"\r", b"").replace(b"\n", b"") + b"\r\n\r\n")
+                elif v == "http-bad-line":
+                    c.write(b"BREW /pot HTCPCP/1.0 extra\r\nHost: x\r\n\r\n")
+                elif v == "http-huge-header":
+                    c.write(b"GET /r0 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n")
+                elif v == "http-version-8":
+                    c.write(upgrade_request(self.room(), version="8")[0])
+                else:
+                    c.write(b"\x16\x03\x01\x00\x10" + os.urandom(16) + b"\x00\xffgarbage" * 20)
+                t = time.monotonic()
+                data = bytearray()
+                try:
+                    async with asyncio.timeout(HANDSHAKE_S + SLACK_S):
+                        while True:
+                            await c.fill()
+                            data += c.buf
+                            c.buf.clear()
+                except Closed:
+                    pass
+                except TimeoutError:
+                    return self.fail(kind, "still open %.1f s later (got %r)" % (
+                        time.monotonic() - t, bytes(data[:80])))
+                if v == "tls-garbage":
+                    if data[:1] not in (b"", b"\x15"):   # nothing, or a TLS alert
+                        return self.fail(kind, "answered %r" % bytes(data[:40]))
+                elif not re.match(want, bytes(data)):
+                    return self.fail(kind, "answered %r" % bytes(data[:80]))
+                return self.count(kind, "refused")
+            await c.upgrade(self.room(),
+                            extensions="permessage-deflate" if "deflate" in v else None)
+            if "deflate" in v and c.deflate is None:
+                return self.fail(kind, "permessage-deflate not agreed")
+            want = {"ws-utf8": 1007, "wss-utf8": 1007, "ws-too-big": 1009,
+                    "ws-deflate-corrupt": 1007, "ws-deflate-bomb": 1009,
+                    "wss-deflate-bad-utf8": 1007}.get(v, 1002)
+            if v == "ws-deflate-corrupt":
+                c.write(frame(OP_BINARY, b"\xff\xfe not deflate \x00\x01" * 4, rsv=4))
+            elif v == "ws-deflate-bomb":
+                if self.bomb is None:
+                    self.bomb = deflate(b"\0" * (4 * MiB))     # ~4 KB that inflate to 4 MiB
+                c.write(frame(OP_BINARY, self.bomb, rsv=4))
+            elif v == "wss-deflate-bad-utf8":
+                c.write(frame(OP_TEXT, deflate(b"fine so far " * 100 + b"\xc3\x28"), rsv=4))
+            elif v.endswith("unmasked"):
+                c.write(frame(OP_TEXT, b"unmasked", mask=False))
+            elif v == "ws-rsv":
+                c.write(frame(OP_TEXT, b"rsv", rsv=4))
+            elif v == "ws-opcode":
+                c.write(frame(3, b"reserved"))
+            elif v.endswith("utf8"):
+                c.write(frame(OP_TEXT, b"ok so far \xff\xfe not utf-8"))
+            elif v == "ws-too-big":
+                c.write(frame(OP_BINARY, b"x" * 1000, declared_length=1 * MiB))
+            elif v == "ws-long-ping":
+                c.write(frame(OP_PING, b"p" * 126))
+            else:
+                c.write(frame(OP_CONT, b"orphan"))
+            try:
+                code, _t = await self.expect_close(c, 10.0)
+            except TimeoutError:
+                return self.fail(kind, "no close frame within 10 s")
+            if code != want:
+                return self.fail(kind, "close %r, expected %d" % (code, want))
+            how, _n = await c.read_to_eof(CLOSE_S + SLACK_S)
+            if how == "timeout":
+                return self.fail(kind, "TCP open after the close handshake")
+            self.count(kind, "closed-%d" % code)
+        except Closed as e:
+            self.fail(kind, "connection %s without the expected answer" % e.how)
+        finally:
+            c.abort()
+
+    async def stall_handshake(self):
+        v = self.rng.choice(["tcp-silent", "partial-request", "partial-request-wss", "tls-silent",
+                             "tls-partial-hello", "tls-hello-only"])
+        kind = "stall-handshake/" + v
+        t_before = time.monotonic()
+        c = await self.open(v.endswith("wss"), raw_tls=v.startswith("tls"))
+        try:
+            if v.startswith("partial-request"):
+                c.write(b"GET /r1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: webs")
+            elif v == "tls-partial-hello":
+                c.write(self.hello[:50])
+            elif v == "tls-hello-only":
+                c.write(self.hello)
+            t_sent = time.monotonic()
+            data = bytearray()
+            try:
+                async with asyncio.timeout(HANDSHAKE_S + SLACK_S):
+                    while True:
+                        await c.fill()
+                        data += c.buf
+                        c.buf.clear()
+            except Closed:
+                pass
+            except TimeoutError:
+                return self.fail(kind, "still open %.1f s after the last byte (handshake_timeout "
+                                 "%.0f s)" % (time.monotonic() - t_sent, HANDSHAKE_S))
+            elapsed = time.monotonic() - t_before
+            if elapsed < HANDSHAKE_S - 0.1:
+                return self.fail(kind, "closed after %.2f s, before handshake_timeout" % elapsed)
+            if v.startswith("partial-request") and not data.startswith(b"HTTP/1.1 408 "):
+                return self.fail(kind, "expected 408, got %r" % bytes(data[:60]))
+            if v == "tcp-silent" and data:
+                return self.fail(kind, "got %r" % bytes(data[:60]))
+            self.count(kind, "timed-out")
+        finally:
+            c.abort()
+
+    async def stall_midframe(self):
+        v = self.rng.choice(["header", "payload", "fragment", "payload-rst"])
+        kind = "stall-midframe/" + v
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        try:
+            await c.upgrade(self.room())
+            whole = frame(OP_TEXT, b"m" * 1000)
+            if v == "header":
+                c.write(whole[:1])
+            elif v == "fragment":
+                c.write(frame(OP_TEXT, b"first part", fin=False) + frame(OP_CONT, b"x" * 500)[:100])
+            else:
+                c.write(whole[:300])
+            t_last = time.monotonic()
+            if v == "payload-rst":
+                await asyncio.sleep(self.rng.uniform(0.2, 6.0))
+                c.rst()
+                return self.count(kind, "reset")
+            # No pong for the server's pings: idle_timeout closes us with 1001.
+            try:
+                code, t = await self.expect_close(c, IDLE_S + SLACK_S + 2, answer=False)
+            except TimeoutError:
+                return self.fail(kind, "not closed %.0f s after the last byte (idle_timeout %.0f s)"
+                                 % (time.monotonic() - t_last, IDLE_S))
+            if code != 1001:
+                return self.fail(kind, "close %r, expected 1001 (idle)" % code)
+            if t - t_last < IDLE_S - 0.2:
+                return self.fail(kind, "closed %.1f s after the last byte, before idle_timeout" % (
+                    t - t_last))
+            how, _n = await c.read_to_eof(CLOSE_S + SLACK_S)
+            if how == "timeout":
+                return self.fail(kind, "TCP open close_timeout after an unanswered close")
+            self.count(kind, "closed-1001")
+        except Closed as e:
+            self.fail(kind, "connection %s before the idle close" % e.how)
+        finally:
+            c.abort()
+
+    async def nonreader(self):
+        """Stops reading in a busy room (4 KiB receive buffer), but sends a pong every 3 s so
+        that it is not idle: its send queue fills up. Later it either resets, or reads what it
+        was sent: whole messages, each sender's in order with none skipped, then (if the server
+        gave up on it) close 1008 (queue full) or 1001, or just EOF/RST (the server dropped it
+        after close_timeout with part of its queue unsent)."""
+        v = self.rng.choice(["rst", "drain"])
+        kind = "non-reader/" + v
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls, rcvbuf=4096)
+        try:
+            room = self.room(busy=True)
+            await c.upgrade(room)
+            if self.rng.random() < 0.5:
+                # ~3.3 MB more into its room: enough to overflow its queue within idle_timeout
+                # (else input backpressure makes it look idle, and it is closed with 1001).
+                self.spawn(self.burst, room, 64, 40 * KiB)
+            hold_end = time.monotonic() + self.rng.uniform(4.0, 16.0)
+            while time.monotonic() < hold_end:
+                await asyncio.sleep(min(3.0, max(0.0, hold_end - time.monotonic())))
+                if c.w.transport.is_closing():
+                    break
+                c.write(frame(OP_PONG, b"not reading"))
+            if v == "rst":
+                c.rst()
+                return self.count(kind, "reset")
+            last = {}
+            outcome = None
+            try:
+                async with asyncio.timeout(20.0):
+                    while outcome is None:
+                        for op, data in await c.next_messages():
+                            if op == OP_CLOSE:
+                                outcome = "closed-%r" % close_code_of(data)
+                                if close_code_of(data) not in (1001, 1008):
+                                    return self.fail(kind, outcome)
+                                break
+                            if op in (OP_TEXT, OP_BINARY) and data.startswith(b"G|"):
+                                sid, seq, _ts = check_good_payload(op, data)
+                                if sid in last and seq != last[sid] + 1:
+                                    return self.fail(kind, "from %d: seq %d after %d" % (
+                                        sid, seq, last[sid]))
+                                last[sid] = seq
+            except Closed as e:
+                outcome = "dropped-" + e.how
+            except TimeoutError:
+                outcome = "still-open"
+            self.count(kind, outcome)
+        except ProtocolError as e:
+            self.fail(kind, str(e))
+        except Closed as e:
+            self.fail(kind, "connection %s during the upgrade" % e.how)
+        finally:
+            c.abort()
+
+    async def flood(self):
+        v = self.rng.choice(["messages", "messages", "fragments", "pings"])
+        kind = "flood/" + v
+        tls = self.rng.random() < 0.4
+        c = await self.open(tls)
+        try:
+            await c.upgrade(self.room(busy=False, quiet=True))
+            if v == "messages":
+                # 400 in one go, far past message_burst: close 1008.
+                c.write(b"".join(frame(OP_TEXT, b"F|%d" % i) for i in range(400)))
+                try:
+                    code, _t = await self.expect_close(c, 10.0)
+                except TimeoutError:
+                    return self.fail(kind, "no close within 10 s of a 400-message burst")
+                if code != 1008:
+                    return self.fail(kind, "close %r, expected 1008" % code)
+                how, _n = await c.read_to_eof(CLOSE_S + SLACK_S)
+                if how == "timeout":
+                    return self.fail(kind, "TCP open after the close")
+                return self.count(kind, "closed-1008")
+            if v == "fragments":
+                # One 40 KB message in 2000 fragments: legal, relayed whole (one message).
+                body = b"F|frag|" + b"f" * 40000
+                parts = [body[i:i + 20] for i in range(0, len(body), 20)]
+                c.write(b"".join(frame(OP_TEXT if i == 0 else OP_CONT, p, fin=i == len(parts) - 1)
+                                 for i, p in enumerate(parts)))
+                async with asyncio.timeout(10.0):
+                    done = False
+                    while not done:
+                        for op, data in await c.next_messages():
+                            if op == OP_CLOSE:
+                                return self.fail(kind, "closed with %r" % close_code_of(data))
+                            if data == body:
+                                done = True
+                c.write(frame(OP_CLOSE, struct.pack("!H", 1000)))
+                code, _t = await self.expect_close(c, 10.0, answer=False)
+                if code != 1000:
+                    return self.fail(kind, "close %r" % code)
+                return self.count(kind, "echoed-whole")
+            # 3000 pings without reading: control frames are not rate-limited, but the server
+            # stops reading from a peer that does not read its pongs. Then reset.
+            c.write(b"".join(frame(OP_PING, b"ping%d" % i) for i in range(3000)))
+            await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+            c.rst()
+            self.count(kind, "reset")
+        except TimeoutError:
+            self.fail(kind, "no answer within 10 s")
+        except Closed as e:
+            self.fail(kind, "connection %s unexpectedly" % e.how)
+        finally:
+            c.abort()
+
+    async def reset(self):
+        v = self.rng.choice(["after-connect", "mid-request", "after-101", "mid-frame",
+                             "mid-fragmented", "while-receiving", "mid-close", "http-mid-response",
+                             "tls-mid-handshake", "wss-after-101", "wss-mid-frame",
+                             "wss-while-receiving"])
+        kind = "reset/" + v
+        tls = v.startswith("wss")
+        small = v.endswith("receiving") or v == "http-mid-response"
+        c = await self.open(tls, rcvbuf=4096 if small else None, raw_tls=v.startswith("tls"))
+        try:
+            if v == "after-connect":
+                pass
+            elif v == "mid-request":
+                c.write(upgrade_request("/r2")[0][:40])
+            elif v == "http-mid-response":
+                c.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+                await asyncio.sleep(0.05)
+            elif v == "tls-mid-handshake":
+                c.write(self.hello)
+                async with asyncio.timeout(5.0):
+                    await c.fill(100)        # part of the ServerHello flight
+            else:
+                await c.upgrade(self.room(busy=v.endswith("receiving")))
+                if v.endswith("mid-frame"):
+                    c.write(frame(OP_BINARY, os.urandom(5000))[:2000])
+                elif v == "mid-fragmented":
+                    c.write(frame(OP_TEXT, b"part one ", fin=False) + frame(OP_CONT, b"two")[:4])
+                elif v == "mid-close":
+                    c.write(frame(OP_CLOSE, struct.pack("!H", 1000)))
+                elif v.endswith("receiving"):
+                    await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+                    try:
+                        async with asyncio.timeout(1.0):
+                            await c.fill(3000)
+                    except TimeoutError:
+                        pass
+            await asyncio.sleep(self.rng.uniform(0.0, 0.05))
+            c.rst()
+            self.count(kind, "reset")
+        except (TimeoutError, Closed) as e:
+            self.fail(kind, "before the reset: %s" % e)
+        finally:
+            c.abort()
+
+    async def tls_abandon(self):
+        v = self.rng.choice(["connect-fin", "hello-fin", "hello-read-fin", "handshake-fin",
+                             "handshake-rst", "hello-rst"])
+        kind = "tls-abandon/" + v
+        full = v.startswith("handshake")
+        c = await self.open(full, raw_tls=not full)
+        try:
+            if v.startswith("hello"):
+                c.write(self.hello)
+            if v == "hello-read-fin":
+                async with asyncio.timeout(5.0):
+                    await c.fill(50)
+            await asyncio.sleep(self.rng.uniform(0.0, 0.1))
+            if v.endswith("rst"):
+                c.rst()
+            else:
+                c.fin()
+            self.count(kind, "abandoned")
+        except (TimeoutError, Closed) as e:
+            self.fail(kind, "before abandoning: %s" % e)
+        finally:
+            c.abort()
+
+    # -- driver --
+    def spawn(self, coro_fn, *args):
+        t = asyncio.create_task(self.guarded(coro_fn, *args))
+        self.live.add(t)
+        t.add_done_callback(self.live.discard)
+
+    async def guarded(self, coro_fn, *args):
+        self.total += 1
+        name = coro_fn.__name__
+        try:
+            async with asyncio.timeout(60.0):
+                await coro_fn(*args)
+        except TimeoutError:
+            self.fail(name, "client did not finish within 60 s")
+        except (OSError, ssl.SSLError, ProtocolError, Closed) as e:
+            self.fail(name, "%s: %s" % (type(e).__name__, e))
+
+    async def lurker_pool(self, end):
+        """Keeps about `lurkers` lurkers connected until `end`, each for 5-40 s."""
+        live = set()
+        ramp = self.a.lurkers / 5.0          # connect the pool over ~5 s
+        while time.monotonic() < end:
+            while len(live) < self.a.lurkers and time.monotonic() < end:
+                life = min(self.rng.uniform(5.0, 40.0), end - time.monotonic())
+                t = asyncio.create_task(self.guarded(self.lurker, max(0.5, life)))
+                live.add(t)
+                t.add_done_callback(live.discard)
+                await asyncio.sleep(1.0 / ramp)
+            await asyncio.sleep(0.2)
+        if live:
+            await asyncio.wait(live, timeout=60.0)
+
+    async def main(self):
+        a = self.a
+        t0 = time.monotonic()
+        end = t0 + a.duration
+        pool = asyncio.create_task(self.lurker_pool(end))
+        # Relative weights of what is started at `rate` per second.
+        kinds = [(self.short, 26), (self.burst, 2), (self.http, 5), (self.garbage, 12),
+                 (self.stall_handshake, 9), (self.stall_midframe, 5), (self.nonreader, 4),
+                 (self.flood, 5), (self.reset, 22), (self.tls_abandon, 10)]
+        fns = [k for k, _w in kinds]
+        weights = [w for _k, w in kinds]
+        # Misbehaving and short-lived clients at `rate` per second (Poisson), capped at 400 open.
+        # The last ones start IDLE_S + 10 s before the end, so they are gone when it comes.
+        stop_spawning = end - (IDLE_S + 10.0)
+        while time.monotonic() < stop_spawning:
+            await asyncio.sleep(self.rng.expovariate(a.rate))
+            if len(self.live) >= 400:
+                continue
+            self.spawn(self.rng.choices(fns, weights)[0])
+        if self.live:
+            _done, pending = await asyncio.wait(set(self.live), timeout=IDLE_S + 40.0)
+            for t in pending:
+                t.cancel()
+        await pool
+        return {"total": self.total, "kinds": self.kinds, "failures": self.failures,
+                "cpu_s": sum(os.times()[:2])}
+
+
+def abuse_main(a):
+    raise_nofile()
+    result = asyncio.run(Abuse(a).main())
+    print(json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------- command line
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float,
+                   default=float(os.environ.get("WSRELAY_SOAK_SECONDS", "120")))
+    p.add_argument("--bin", help="wsrelay binary (default: $WSRELAY_BIN)")
+    p.add_argument("--good", type=int, default=300, help="well-behaved sequence-numbered clients")
+    p.add_argument("--rooms", type=int, default=50)
+    p.add_argument("--rate", type=float, default=25.0,
+                   help="misbehaving and short-lived clients started per second")
+    p.add_argument("--lurkers", type=int, default=600, help="lurkers kept connected")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--warmup", type=float, default=None, help="seconds before the RSS baseline")
+    p.add_argument("--rss-slack-mib", type=float, default=8.0)
+    # internal: the abuse process
+    p.add_argument("--role", default="main", choices=["main", "abuse"], help=argparse.SUPPRESS)
+    p.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--tls-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ca", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.role == "abuse":
+        return abuse_main(a)
+    if a.bin is None and not os.environ.get("WSRELAY_BIN"):
+        p.error("give --bin or set WSRELAY_BIN")
+    rep = run(a.bin, a.duration, a.good, a.rooms, a.rate, a.lurkers, a.seed, a.warmup,
+              a.rss_slack_mib)
+    return 0 if not rep.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

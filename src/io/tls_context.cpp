@@ -83,6 +83,8 @@ SslCtxPtr make_context(const TlsSettings& s, const TlsCertificate& cert, std::st
         return nullptr;
     }
     SSL_CTX_set_alpn_select_cb(ctx.get(), select_alpn, nullptr);
+    // Read whole records (and more) per read(): one syscall per record instead of two or three.
+    SSL_CTX_set_read_ahead(ctx.get(), 1);
     SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1);
     if (s.session_tickets) {
         SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);

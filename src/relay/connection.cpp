@@ -91,6 +91,7 @@ void Connection::on_event(uint32_t events) {
     // buffered, then EOF or the socket error, which on_readable() handles.
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         readable_ = true;
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup_ = true;
         on_readable();
         if (transport_.write_wants_read() && !queue_.empty()) flush();  // a TLS write that had to read
     }
@@ -124,7 +125,8 @@ void Connection::on_readable() {
             consume(scratch.first(have));
             continue;
         }
-        const io::IoResult r = transport_.read(scratch.subspan(have));
+        const std::span<std::byte> room = scratch.subspan(have);
+        const io::IoResult r = transport_.read(room);
         if (r.status == io::IoStatus::WouldBlock) {
             readable_ = false;
             return;
@@ -165,6 +167,13 @@ void Connection::on_readable() {
         if (state_ == State::Open) server_.set_timer(*this, server_.idle_timers());
         consume(scratch.first(have + r.bytes));
         budget -= std::min(budget, r.bytes);
+        // A plain read that did not fill the buffer emptied the socket: the read after it would
+        // only say EAGAIN. New data brings a new edge, so stop here and save that syscall. (TLS
+        // may hold decrypted bytes the socket does not show; a hang-up must be read to EOF.)
+        if (!transport_.tls() && !hangup_ && r.bytes < room.size()) {
+            readable_ = false;
+            return;
+        }
         if (budget == 0) {
             // Edge-triggered: no new edge will come for data already buffered, so come back to it
             // next turn, after everyone else had a chance.

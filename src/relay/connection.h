@@ -113,6 +113,7 @@ private:
     Room* room_ = nullptr;
     State state_ = State::Request;
     bool readable_ = true;        // no EAGAIN seen since the last EPOLLIN edge
+    bool hangup_ = false;         // the peer hung up (RDHUP/HUP/ERR): read until EOF
     bool writable_ = true;        // no EAGAIN/short write since the last EPOLLOUT edge
     bool close_sent_ = false;     // our close frame (or final HTTP response) is queued
     bool close_received_ = false; // the peer's close frame arrived

@@ -1,21 +1,68 @@
 #include "relay/frame.h"
 
 #include <cstring>
+#include <iterator>
 #include <new>
 
 namespace wsrelay::relay {
 
-// The bytes follow the Frame object in the same allocation (one malloc per broadcast).
+namespace {
+
+// Small frames (chat messages, echoes, pongs, HTTP answers) come from per-size free lists: the hot
+// path then allocates nothing, and the sizes just above glibc's per-thread cache (1 KiB) no longer
+// take malloc's slow path. Each list keeps at most kMaxFree blocks, so a burst does not pin memory.
+constexpr size_t kClassBytes[] = {64, 128, 256, 512, 1024, 2048};  // bytes after the Frame header
+constexpr uint8_t kNoClass = 0xFF;
+constexpr size_t kMaxFree = 4096;
+
+struct FreeLists {
+    void* head[std::size(kClassBytes)] = {};
+    size_t count[std::size(kClassBytes)] = {};
+    ~FreeLists() {
+        for (void*& h : head)
+            while (h) {
+                void* next = *static_cast<void**>(h);
+                ::operator delete(h);
+                h = next;
+            }
+    }
+};
+FreeLists g_free;
+
+uint8_t class_for(size_t size) noexcept {
+    for (uint8_t c = 0; c < std::size(kClassBytes); ++c)
+        if (size <= kClassBytes[c]) return c;
+    return kNoClass;
+}
+
+}  // namespace
+
+// The bytes follow the Frame object in the same allocation (one allocation per broadcast).
 Frame* Frame::allocate(size_t size) {
-    void* mem = ::operator new(sizeof(Frame) + size);
-    return new (mem) Frame(size);
+    const uint8_t c = class_for(size);
+    void* mem;
+    if (c != kNoClass && g_free.head[c]) {
+        mem = g_free.head[c];
+        g_free.head[c] = *static_cast<void**>(mem);
+        --g_free.count[c];
+    } else {
+        mem = ::operator new(sizeof(Frame) + (c != kNoClass ? kClassBytes[c] : size));
+    }
+    return new (mem) Frame(size, c);
 }
 
 void Frame::release() const noexcept {
-    if (--refs_ == 0) {
-        this->~Frame();
-        ::operator delete(const_cast<Frame*>(this));
+    if (--refs_ != 0) return;
+    const uint8_t c = size_class_;
+    void* mem = const_cast<Frame*>(this);
+    this->~Frame();
+    if (c != kNoClass && g_free.count[c] < kMaxFree) {
+        *static_cast<void**>(mem) = g_free.head[c];
+        g_free.head[c] = mem;
+        ++g_free.count[c];
+        return;
     }
+    ::operator delete(mem);
 }
 
 FramePtr Frame::encode(proto::Opcode op, std::span<const std::byte> payload, bool rsv1) {

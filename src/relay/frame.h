@@ -34,11 +34,12 @@ public:
     void release() const noexcept;
 
 private:
-    explicit Frame(size_t size) noexcept : size_(size) {}
+    Frame(size_t size, uint8_t size_class) noexcept : size_class_(size_class), size_(size) {}
     static Frame* allocate(size_t size);
     std::byte* data() const noexcept { return reinterpret_cast<std::byte*>(const_cast<Frame*>(this) + 1); }
 
     mutable uint32_t refs_ = 1;
+    uint8_t size_class_;  // which free list it returns to; kNoClass: plain operator delete
     size_t size_;
 };
 

@@ -1,5 +1,7 @@
 #include "relay/server.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/timerfd.h>
 
 #include <algorithm>
@@ -109,6 +111,10 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
         return;
     }
     const int raw = fd.get();
+    // Frames are complete when queued and flushed once per turn: Nagle would only add delay (and
+    // stall TLS handshakes behind delayed ACKs).
+    const int one = 1;
+    ::setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     io::SslPtr ssl;
     if (how.tls) {
         ssl = tls_->new_session(raw);

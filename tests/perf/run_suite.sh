@@ -1,0 +1,166 @@
+#!/bin/bash
+# The performance suite of the README's table: wsrelay (ws and wss) and the raw-TCP ceiling server
+# (wsrelay-raw-ceiling) under the same wsrelay-bench scenarios, the server pinned to one CPU and
+# the load generator to another, each figure the median of RUNS runs, each run on a fresh server.
+#
+# Usage: tests/perf/run_suite.sh [BUILD_DIR]        (default: build-rel, a Release build)
+#   cmake -S . -B build-rel -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSRELAY_TESTS=OFF
+#   ninja -C build-rel && tests/perf/run_suite.sh build-rel
+#
+# Environment (defaults in brackets):
+#   RUNS [3]  DURATION [5] (seconds measured)  WARMUP [1]  WINDOW [32] (broadcast)
+#   RATE [100] (messages/s of the fixed-rate broadcast, whose latency compares servers at one load)
+#   SUBSCRIBERS [1000]  IDLE [10000] (idle connections)  SERVER_CPU [0]  BENCH_CPU [1]
+#   ONLY ["": all; else a space-separated subset of echo32 echo1k broadcast broadcast_rate idle]
+#   NO_TLS [unset: the wss rows need the openssl command]  KEEP [unset: delete the results dir]
+# Output: the detailed per-scenario figures, then the README table (Markdown), on stdout; the
+# JSON line of every run stays in the results directory named at the end when KEEP is set.
+# Bounded: 42 runs of DURATION + WARMUP + setup (+ drain, at most 2 s), about 6 minutes with the
+# defaults; each run is also cut off by `timeout`.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build-rel}
+[[ $build = /* ]] || build=$PWD/$build
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+WINDOW=${WINDOW:-32}
+RATE=${RATE:-100}
+SUBSCRIBERS=${SUBSCRIBERS:-1000}
+IDLE=${IDLE:-10000}
+SERVER_CPU=${SERVER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+ONLY=${ONLY:-}
+RUN_TIMEOUT=$((DURATION + WARMUP + 90))  # setup (up to 60 s for 10k TLS handshakes) + drain
+
+wsrelay=$build/src/wsrelay
+bench=$build/src/bench/wsrelay-bench
+raw=$build/src/bench/wsrelay-raw-ceiling
+for b in "$wsrelay" "$bench" "$raw"; do
+    [[ -x $b ]] || { echo "run_suite.sh: $b not found; build first (see the header of this script)" >&2; exit 2; }
+done
+command -v taskset >/dev/null || { echo "run_suite.sh: taskset (util-linux) is needed" >&2; exit 2; }
+if [[ $(nproc) -lt 2 ]]; then echo "run_suite.sh: needs 2 CPUs (server and generator pinned apart)" >&2; exit 2; fi
+tls=1
+if [[ -n ${NO_TLS:-} ]] || ! command -v openssl >/dev/null; then tls=0; fi
+
+# Both processes hold IDLE sockets plus a few: raise the descriptor limit as far as allowed.
+need=$((IDLE + SUBSCRIBERS + 256))
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
+    ulimit -n "$need" 2>/dev/null || { echo "run_suite.sh: ulimit -n is $(ulimit -n), need $need" >&2; exit 2; }
+fi
+
+work=$(mktemp -d /tmp/wsrelay-perf.XXXXXX)
+server_pid=
+cleanup() {
+    if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # up to 10 s for the server to accept connections
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$server_pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+if [[ $tls = 1 ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+fi
+
+# wsrelay's configuration for benchmarking: no rate limit, no per-IP limit, room for IDLE
+# connections, send queues that never overflow in these scenarios, and quiet logs.
+write_config() {  # $1: file, $2: port, $3: tls (true/false)
+    cat >"$1" <<EOF
+[server]
+log_level = "warning"
+[[listen]]
+address = "127.0.0.1:$2"
+tls = $3
+[limits]
+max_connections = 1000000
+max_connections_per_ip = 0
+message_rate = 0
+send_queue_bytes = 67108864
+EOF
+    if [[ $3 = true ]]; then
+        printf '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' "$work/cert.pem" "$work/key.pem" >>"$1"
+    fi
+}
+
+start_server() {  # $1: ws | wss | raw; sets server_pid and url_base
+    local port
+    port=$(free_port)
+    case $1 in
+        raw)
+            taskset -c "$SERVER_CPU" "$raw" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+            url_base="tcp://127.0.0.1:$port" ;;
+        ws | wss)
+            local t=false
+            [[ $1 = wss ]] && t=true
+            write_config "$work/$1.toml" "$port" "$t"
+            taskset -c "$SERVER_CPU" "$wsrelay" --config "$work/$1.toml" >"$work/server.log" 2>&1 &
+            url_base="$1://127.0.0.1:$port" ;;
+    esac
+    server_pid=$!
+    wait_port "$port" || { echo "run_suite.sh: $1 server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+}
+
+stop_server() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+}
+
+# One run of one scenario on a fresh server; the JSON line goes to $work/<name>.<server>.<run>.json.
+run_one() {  # $1: name, $2: server kind, $3: run number, rest: wsrelay-bench arguments before URL
+    local name=$1 kind=$2 run=$3 path=/$1
+    shift 3
+    start_server "$kind"
+    local extra=()
+    [[ $kind = wss ]] && extra=(--cafile "$work/cert.pem")
+    local out=$work/$name.$kind.$run.json
+    echo "  $name $kind run $run: wsrelay-bench $* ${extra[*]} $url_base$path" >&2
+    if ! timeout "$RUN_TIMEOUT" taskset -c "$BENCH_CPU" "$bench" "$@" "${extra[@]}" --json --quiet \
+            --warmup "$WARMUP" --server-pid "$server_pid" "$url_base$path" >"$out" 2>"$work/bench.log"; then
+        echo "run_suite.sh: run failed ($name $kind $run):" >&2
+        cat "$work/bench.log" >&2
+    fi
+    stop_server
+}
+
+scenario() {  # $1: name, $2: server kinds, rest: wsrelay-bench arguments
+    local name=$1 kinds=$2
+    shift 2
+    if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then return; fi
+    for kind in $kinds; do
+        [[ $kind = wss && $tls = 0 ]] && continue
+        for run in $(seq "$RUNS"); do run_one "$name" "$kind" "$run" "$@"; done
+    done
+}
+
+start=$(date +%s)
+echo "wsrelay performance suite: server on CPU $SERVER_CPU, generator on CPU $BENCH_CPU, median of $RUNS runs of ${DURATION}s (+${WARMUP}s warm-up)" >&2
+scenario echo32 "raw ws wss" echo -c 100 -d 8 -s 32 -t "$DURATION"
+scenario echo1k "raw ws wss" echo -c 100 -d 8 -s 1024 -t "$DURATION"
+scenario broadcast "raw ws wss" broadcast -c "$SUBSCRIBERS" -w "$WINDOW" -s 32 -t "$DURATION"
+scenario broadcast_rate "raw ws wss" broadcast -c "$SUBSCRIBERS" -r "$RATE" -w 1000 -s 32 -t "$DURATION"
+scenario idle "raw ws" idle -c "$IDLE" -t 2 --setup-timeout 60
+echo "suite took $(( $(date +%s) - start )) s" >&2
+
+/usr/bin/python3 "$here/suite_table.py" "$work" \
+    --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, Linux $(uname -r)" \
+    --params "server on CPU $SERVER_CPU, wsrelay-bench on CPU $BENCH_CPU (taskset); median of $RUNS runs; ${DURATION} s measured after ${WARMUP} s warm-up; broadcast window $WINDOW; fixed-rate broadcast $RATE msg/s"
+if [[ -n ${KEEP:-} ]]; then echo "results kept in $work" >&2; fi

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Turns run_suite.sh's JSON lines (RESULTS_DIR/<scenario>.<server>.<run>.json) into its tables:
+the detailed figures (medians over the runs) and the README table with ratios. Standard library.
+
+Usage: suite_table.py RESULTS_DIR [--machine TEXT] [--params TEXT]
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+
+SCENARIOS = [
+    ("echo32", "echo, 32 B, 100 connections × 8 in flight"),
+    ("echo1k", "echo, 1 KiB, 100 connections × 8 in flight"),
+    ("broadcast", "broadcast, 32 B, 1 publisher → {subs} subscribers"),
+    ("broadcast_rate", "broadcast at {rate} msg/s, 32 B, 1 → {subs}"),
+    ("idle", "idle connections, {idle} upgraded"),
+]
+SERVERS = [("raw", "raw TCP ceiling"), ("ws", "wsrelay ws"), ("wss", "wsrelay wss")]
+FIGURES = ["server_cpu_us_per_msg", "msgs_per_s", "latency_p50_us", "latency_p99_us", "server_cpu_util",
+           "bench_cpu_util", "rss_per_conn_bytes", "connections", "rate", "publish_skipped"]
+
+
+def load(directory):
+    """{(scenario, server): {"runs": n, "failed": [why], figure: median}}"""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*.*.*.json"))):
+        scenario, server, _run, _ = os.path.basename(path).split(".")
+        entry = runs.setdefault((scenario, server), {"lines": [], "failed": []})
+        try:
+            with open(path) as f:
+                line = json.loads(f.read().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            entry["failed"].append("no JSON line")
+            continue
+        if not line.get("completed") or line.get("errors"):
+            entry["failed"].append(line.get("error") or "not completed")
+            continue
+        entry["lines"].append(line)
+    out = {}
+    for key, entry in runs.items():
+        med = {"runs": len(entry["lines"]), "failed": entry["failed"]}
+        for fig in FIGURES:
+            values = [l[fig] for l in entry["lines"] if l.get(fig) is not None]
+            med[fig] = statistics.median(values) if values else None
+        out[key] = med
+    return out
+
+
+def fmt(v, spec, suffix=""):
+    return "—" if v is None else format(v, spec) + suffix
+
+
+def rate(v):
+    if v is None:
+        return "—"
+    return "%.2f M/s" % (v / 1e6) if v >= 1e6 else "%.0f k/s" % (v / 1e3)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--machine", default="")
+    ap.add_argument("--params", default="")
+    a = ap.parse_args()
+    r = load(a.results)
+    if not r:
+        print("no results in", a.results)
+        return 1
+    subs = next((v["connections"] for (s, _), v in r.items() if s == "broadcast" and v["connections"]), 1000)
+    idle = next((v["connections"] for (s, _), v in r.items() if s == "idle" and v["connections"]), 10000)
+    fixed_rate = next((v["rate"] for (s, _), v in r.items() if s == "broadcast_rate" and v["rate"]), 0)
+    titles = {k: t.format(subs=int(subs), idle="{:,}".format(int(idle)), rate=int(fixed_rate)) for k, t in SCENARIOS}
+
+    if a.machine:
+        print("Machine:", a.machine)
+    if a.params:
+        print("Method: ", a.params)
+    print()
+    head = "%-46s %-16s %10s %10s %10s %10s %8s %8s %9s" % (
+        "scenario", "server", "CPU µs/msg", "msg/s", "p50 µs", "p99 µs", "srv CPU", "gen CPU", "RSS/conn")
+    print(head)
+    print("-" * len(head))
+    for key, _ in SCENARIOS:
+        for server, label in SERVERS:
+            m = r.get((key, server))
+            if not m:
+                continue
+            line = "%-46s %-16s %10s %10s %10s %10s %8s %8s %9s" % (
+                titles[key], label, fmt(m["server_cpu_us_per_msg"], ".3f"), rate(m["msgs_per_s"]),
+                fmt(m["latency_p50_us"], ".0f"), fmt(m["latency_p99_us"], ".0f"),
+                fmt(m["server_cpu_util"] and m["server_cpu_util"] * 100, ".0f", "%"),
+                fmt(m["bench_cpu_util"] and m["bench_cpu_util"] * 100, ".0f", "%"),
+                fmt(m["rss_per_conn_bytes"], ".0f", " B") if key == "idle" else "")
+            if m["publish_skipped"]:
+                line += "  (%d sends skipped: window full)" % m["publish_skipped"]
+            if m["failed"]:
+                line += "  (%d of %d runs failed: %s)" % (len(m["failed"]), len(m["failed"]) + m["runs"],
+                                                          m["failed"][0])
+            print(line)
+    print()
+
+    # The README table: the issue's columns, with wsrelay's figures and the ratios the targets use.
+    print("| scenario | raw TCP epoll echo/fan-out (the ceiling) | wsrelay (ws) | wsrelay (wss) |")
+    print("|---|---|---|---|")
+    for key, _ in SCENARIOS:
+        raw, ws, wss = (r.get((key, s)) for s, _ in SERVERS)
+        if key == "broadcast_rate":
+            continue  # a latency figure: in the latency table
+        if key == "idle":
+            cells = [fmt(m and m["rss_per_conn_bytes"], ".0f", " B RSS per connection") if m else "—"
+                     for m in (raw, ws)]
+            print("| %s | %s | %s | — |" % (titles[key], cells[0], cells[1]))
+            continue
+        unit = "µs per delivery" if key == "broadcast" else "µs/msg"
+
+        def cell(m):
+            if not m:
+                return "—"
+            return "%s %s, %s" % (fmt(m["server_cpu_us_per_msg"], ".2f"), unit, rate(m["msgs_per_s"]))
+
+        ws_cell = cell(ws)
+        if ws and raw:
+            ws_cell += " (%s× raw CPU/msg, %s× raw throughput)" % (
+                fmt(ratio(ws["server_cpu_us_per_msg"], raw["server_cpu_us_per_msg"]), ".2f"),
+                fmt(ratio(ws["msgs_per_s"], raw["msgs_per_s"]), ".2f"))
+        wss_cell = cell(wss)
+        if wss and ws:
+            wss_cell += " (%s× ws throughput, %s× ws CPU/msg)" % (
+                fmt(ratio(wss["msgs_per_s"], ws["msgs_per_s"]), ".2f"),
+                fmt(ratio(wss["server_cpu_us_per_msg"], ws["server_cpu_us_per_msg"]), ".2f"))
+        print("| %s | %s | %s | %s |" % (titles[key], cell(raw), ws_cell, wss_cell))
+    print()
+    print("| latency p50 / p99 (µs) | raw | ws | wss |")
+    print("|---|---|---|---|")
+    for key, _ in SCENARIOS:
+        if key == "idle":
+            continue
+        cells = []
+        for server, _ in SERVERS:
+            m = r.get((key, server))
+            cells.append("%s / %s" % (fmt(m["latency_p50_us"], ".0f"), fmt(m["latency_p99_us"], ".0f")) if m else "—")
+        print("| %s | %s |" % (titles[key], " | ".join(cells)))
+    failed = sum(len(m["failed"]) for m in r.values())
+    if failed:
+        print("\n%d run(s) failed; their figures are left out of the medians." % failed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,7 +63,7 @@ private:
     class SignalWatch;
 
     static constexpr size_t kScratchBytes = 256 * 1024;
-    static constexpr size_t kTlsStagingBytes = 16 * 1024;
+    static constexpr size_t kTlsStagingBytes = io::Transport::kStagingBytes;
     static constexpr uint64_t kDrainNs = 2'000'000'000;
     static constexpr uint64_t kMs = 1'000'000;
 

@@ -35,9 +35,9 @@ TlsClient TlsClient::create(bool insecure, const std::string& cafile, std::strin
     return t;
 }
 
-io::SslPtr TlsClient::new_session(int fd, const std::string& host) const {
+io::SslPtr TlsClient::new_session(const std::string& host) const {
     io::SslPtr ssl(SSL_new(ctx_.get()));
-    if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) return nullptr;
+    if (!ssl) return nullptr;
     SSL_set_connect_state(ssl.get());
     unsigned char probe[16];
     const bool is_ip = ::inet_pton(AF_INET, host.c_str(), probe) == 1 || ::inet_pton(AF_INET6, host.c_str(), probe) == 1;

@@ -15,8 +15,9 @@ public:
     static TlsClient create(bool insecure, const std::string& cafile, std::string& error);
 
     bool ok() const noexcept { return ctx_ != nullptr; }
-    // A client-side SSL on `fd` that will verify `host` (unless insecure). Null on failure.
-    io::SslPtr new_session(int fd, const std::string& host) const;
+    // A client-side SSL that will verify `host` (unless insecure), for io::Transport to attach to
+    // its socket. Null on failure.
+    io::SslPtr new_session(const std::string& host) const;
 
 private:
     io::SslCtxPtr ctx_;

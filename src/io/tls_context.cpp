@@ -152,10 +152,9 @@ int TlsContexts::on_servername(SSL* ssl, int*, void* arg) {
     return SSL_TLSEXT_ERR_OK;  // unknown names get the default certificate too
 }
 
-SslPtr TlsContexts::new_session(int fd) const {
+SslPtr TlsContexts::new_session() const {
     SslPtr ssl(SSL_new(entries_[0].ctx.get()));
     if (!ssl) return nullptr;
-    if (SSL_set_fd(ssl.get(), fd) != 1) return nullptr;
     SSL_set_accept_state(ssl.get());
     return ssl;
 }

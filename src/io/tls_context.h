@@ -18,7 +18,7 @@ struct CDeleter {
     void operator()(auto* p) const noexcept { Free(p); }
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, CDeleter<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, CDeleter<SSL_free>>;  // SSL_set_fd() hands the socket BIO to it
+using SslPtr = std::unique_ptr<SSL, CDeleter<SSL_free>>;  // SSL_set_bio() hands the BIO to it
 
 struct TlsCertificate {
     std::string server_name;  // SNI name ("chat.example.org", "*.example.org"); empty: the default
@@ -39,8 +39,8 @@ public:
     // Builds every context. On failure returns nullptr and sets `error` ("FILE: what is wrong").
     static std::shared_ptr<TlsContexts> load(const TlsSettings& settings, std::string& error);
 
-    // A new server-side SSL for an accepted socket (not yet handshaken).
-    SslPtr new_session(int fd) const;
+    // A new server-side SSL (not yet handshaken) for an accepted socket: io::Transport attaches it.
+    SslPtr new_session() const;
 
 private:
     struct Entry {

@@ -117,7 +117,7 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
     ::setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     io::SslPtr ssl;
     if (how.tls) {
-        ssl = tls_->new_session(raw);
+        ssl = tls_->new_session();
         if (!ssl) {
             WSLOG_ERR("SSL_new: %s, dropping a connection", io::tls_error_string().c_str());
             return;

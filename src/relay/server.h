@@ -81,7 +81,7 @@ public:
     static constexpr size_t kScratchBytes = 256 * 1024;
     // Where small frames are gathered into one TLS record (the maximum record payload).
     std::span<std::byte> tls_staging() noexcept { return {scratch_.get() + kScratchBytes, kTlsStagingBytes}; }
-    static constexpr size_t kTlsStagingBytes = 16 * 1024;
+    static constexpr size_t kTlsStagingBytes = io::Transport::kStagingBytes;
 
     // Bookkeeping called by connections.
     void mark_dirty(Connection& c) noexcept { dirty_.push_back(c); }

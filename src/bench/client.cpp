@@ -330,7 +330,7 @@ void Client::flush() {
     while (!out_.empty() && writable_ && state_ != State::Done) {
         const std::span<const std::byte> bytes = out_.pending();
         const iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-        const io::IoResult r = transport_.writev({&iov, 1}, driver_.tls_staging());
+        const io::IoResult r = transport_.writev({&iov, 1}, driver_.write_staging());
         if (r.status == io::IoStatus::WouldBlock) {
             // A TLS write that must read first is retried on the next EPOLLIN, not EPOLLOUT.
             if (!transport_.write_wants_read()) writable_ = false;

@@ -52,7 +52,7 @@ private:
 Driver::Driver(const Options& options, const TlsClient* tls)
     : options_(options),
       tls_(tls),
-      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kTlsStagingBytes)) {
+      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kWriteStagingBytes)) {
     signals_ = std::make_unique<SignalWatch>(*this);
     if (::getrandom(&rng_state_, sizeof rng_state_, 0) != sizeof rng_state_) rng_state_ = monotonic_ns();
 }

@@ -46,7 +46,7 @@ public:
     const TlsClient* tls() const noexcept { return tls_; }
     io::EventLoop& loop() noexcept { return loop_; }
     std::span<std::byte> scratch() noexcept { return {scratch_.get(), kScratchBytes}; }
-    std::span<std::byte> tls_staging() noexcept { return {scratch_.get() + kScratchBytes, kTlsStagingBytes}; }
+    std::span<std::byte> write_staging() noexcept { return {scratch_.get() + kScratchBytes, kWriteStagingBytes}; }
     // Nanoseconds since the run started, as of the last refresh (after each wait and each read).
     uint64_t now_ns() const noexcept { return now_ns_; }
     void refresh_now() noexcept;
@@ -63,7 +63,7 @@ private:
     class SignalWatch;
 
     static constexpr size_t kScratchBytes = 256 * 1024;
-    static constexpr size_t kTlsStagingBytes = io::Transport::kStagingBytes;
+    static constexpr size_t kWriteStagingBytes = io::Transport::kStagingBytes;
     static constexpr uint64_t kDrainNs = 2'000'000'000;
     static constexpr uint64_t kMs = 1'000'000;
 

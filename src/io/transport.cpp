@@ -153,10 +153,30 @@ IoResult Transport::read(std::span<std::byte> buf) noexcept {
 }
 
 IoResult Transport::writev(std::span<const iovec> iov, std::span<std::byte> staging) noexcept {
+    assert(staging.size() >= kStagingBytes);
     if (!ssl_) {
+        // A broadcast of 32-byte messages sent as 32 iovecs per sendmsg spent 15 % of its CPU in
+        // the kernel's per-iovec copies (_copy_from_iter); a memcpy here costs a few nanoseconds.
+        iovec out[kMaxIov];
+        size_t n = 0;
+        size_t used = 0;
+        for (const iovec& v : iov.first(std::min(iov.size(), kMaxIov))) {
+            if (v.iov_len <= kGatherMaxBytes && used + v.iov_len <= staging.size()) {
+                std::byte* const at = staging.data() + used;
+                std::memcpy(at, v.iov_base, v.iov_len);
+                used += v.iov_len;
+                // Extend the previous iovec when it is the run of gathered bytes just before.
+                if (n > 0 && static_cast<std::byte*>(out[n - 1].iov_base) + out[n - 1].iov_len == at)
+                    out[n - 1].iov_len += v.iov_len;
+                else
+                    out[n++] = {at, v.iov_len};
+            } else {
+                out[n++] = v;
+            }
+        }
         msghdr msg{};
-        msg.msg_iov = const_cast<iovec*>(iov.data());
-        msg.msg_iovlen = iov.size();
+        msg.msg_iov = out;
+        msg.msg_iovlen = n;
         for (;;) {
             const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
             if (n >= 0) return IoResult::ok(static_cast<size_t>(n));
@@ -170,7 +190,6 @@ IoResult Transport::writev(std::span<const iovec> iov, std::span<std::byte> stag
     // are gathered so that a burst of small frames becomes one record. They are gathered where
     // SSL_write's copy into its record buffer (which is usually where it was last time) is fast.
     constexpr size_t kRecord = kStagingBytes - 4096;
-    assert(staging.size() >= kStagingBytes);
     const void* data;
     size_t len;
     if (iov[0].iov_len >= kRecord) {

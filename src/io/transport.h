@@ -71,12 +71,19 @@ public:
     // Where in a read buffer starting at `buf` the data should start (0..4095 bytes in) for TLS to
     // copy into it at full speed (see alias_free_skew()); 0 for plain sockets.
     size_t read_skew(const std::byte* buf) const noexcept;
-    // Plain: one sendmsg(MSG_NOSIGNAL) over `iov` (a broken pipe is an error value, never SIGPIPE).
-    // TLS: small buffers are first gathered into `staging` (>= kStagingBytes), so several small
-    // frames go out in one TLS record rather than one record each.
+    // Plain: one sendmsg(MSG_NOSIGNAL) over `iov` (a broken pipe is an error value, never SIGPIPE),
+    // with runs of small buffers first gathered into `staging` (>= kStagingBytes): the kernel
+    // copies one long iovec much faster than many short ones.
+    // TLS: small buffers are gathered into `staging` too, so several small frames go out in one
+    // TLS record rather than one record each.
+    // At most kMaxIov buffers are taken; the result counts bytes from the start of `iov`.
     IoResult writev(std::span<const iovec> iov, std::span<std::byte> staging) noexcept;
-    // Staging for TLS writes: one record's payload (16 KiB), plus room to skew its start.
+    static constexpr size_t kMaxIov = 64;
+    // Staging for writes: one TLS record's payload (16 KiB), plus room to skew its start.
     static constexpr size_t kStagingBytes = 16 * 1024 + 4096;
+    // Plain writes copy buffers up to this size into the staging area rather than pass them as
+    // iovecs of their own (each iovec costs the kernel a separate user copy with its checks).
+    static constexpr size_t kGatherMaxBytes = 1024;
     // Sends close_notify (TLS, best effort) and half-closes: FIN after everything written so far.
     void shutdown_write() noexcept;
     void close() noexcept;

@@ -14,7 +14,7 @@ namespace wsrelay::relay {
 namespace {
 
 constexpr size_t kReadBudgetBytes = 1 << 20;  // per connection per loop turn, for fairness
-constexpr size_t kMaxIov = 64;
+constexpr size_t kMaxIov = io::Transport::kMaxIov;
 
 proto::DecoderOptions decoder_options(const config::Config& c, bool deflate) {
     proto::DecoderOptions o;
@@ -441,18 +441,23 @@ void Connection::enqueue(Outgoing& message) {
     const FramePtr* chosen = nullptr;
     if (deflate_server_bits_ && message.payload().size() >= cfg.deflate_min_bytes)
         if (const FramePtr& d = message.deflated(deflate_server_bits_)) chosen = &d;
-    const FramePtr& frame = chosen ? *chosen : message.plain();
-    const size_t payload_bytes = message.payload().size();
+    enqueue_batch(chosen ? *chosen : message.plain(), 1, message.payload().size());
+}
+
+void Connection::enqueue_batch(const FramePtr& frame, uint32_t messages, uint64_t payload_bytes) {
+    if (state_ != State::Open) return;
+    const config::Config& cfg = server_.config();
     if (queue_.bytes() + frame->size() > cfg.send_queue_bytes) {
         // Slow consumer: the room never waits for it, and its memory stays bounded.
         uint64_t suppressed = 0;
         const bool log = server_.warn_allowed(suppressed);
         if (cfg.slow_consumer == config::LimitAction::Drop) {
-            ++server_.stats().messages_dropped_slow_consumer;
+            server_.stats().messages_dropped_slow_consumer += messages;
             if (log)
-                WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): message dropped (%llu similar suppressed)",
+                WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): %u message%s dropped (%llu similar suppressed)",
                             static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
-                            static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
+                            static_cast<unsigned long long>(queue_.bytes()), messages, messages == 1 ? "" : "s",
+                            static_cast<unsigned long long>(suppressed));
             return;
         }
         if (log)
@@ -461,7 +466,7 @@ void Connection::enqueue(Outgoing& message) {
                         static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
         return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "send queue full");
     }
-    ++server_.stats().messages_out;
+    server_.stats().messages_out += messages;
     server_.stats().bytes_out += payload_bytes;
     queue_.push_back(frame);
     server_.mark_dirty(*this);
@@ -493,7 +498,7 @@ void Connection::flush() {
         const size_t n = queue_.fill_iov(iov, kMaxIov);
         size_t total = 0;
         for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
-        const io::IoResult r = transport_.writev({iov, n}, server_.tls_staging());
+        const io::IoResult r = transport_.writev({iov, n}, server_.write_staging());
         if (r.status == io::IoStatus::WouldBlock) {
             writable_ = false;
             return;

@@ -59,6 +59,11 @@ public:
 
     // A room message for this peer, subject to send_queue_bytes and the slow-consumer policy.
     void enqueue(Outgoing& message);
+    // A room's batch: `messages` messages (`payload_bytes` in all) framed back to back in `frame`.
+    // Admitted or refused whole, under the same limits.
+    void enqueue_batch(const FramePtr& frame, uint32_t messages, uint64_t payload_bytes);
+    // Negotiated permessage-deflate: room messages come to it one by one (never batched).
+    bool takes_compressed() const noexcept { return deflate_server_bits_ != 0; }
 
     // Server-initiated WebSocket close (shutdown, idle, slow consumer, protocol error): queues the
     // close frame after what is already queued and waits for the peer's. Not open: retires.

@@ -89,4 +89,14 @@ FramePtr Frame::copy_of(std::string_view bytes) {
     return FramePtr::adopt(f);
 }
 
+FramePtr Frame::join(std::span<const FramePtr> frames, size_t total) {
+    Frame* f = allocate(total);
+    std::byte* out = f->data();
+    for (const FramePtr& part : frames) {
+        std::memcpy(out, part->data(), part->size());
+        out += part->size();
+    }
+    return FramePtr::adopt(f);
+}
+
 }  // namespace wsrelay::relay

@@ -25,6 +25,8 @@ public:
     static FramePtr close(uint16_t code, std::string_view reason);
     // Arbitrary bytes (an HTTP response).
     static FramePtr copy_of(std::string_view bytes);
+    // The bytes of `frames`, back to back (a room's batch); `total` is the sum of their sizes.
+    static FramePtr join(std::span<const FramePtr> frames, size_t total);
 
     std::span<const std::byte> bytes() const noexcept { return {data(), size_}; }
     size_t size() const noexcept { return size_; }

@@ -18,6 +18,28 @@ const FramePtr& Outgoing::deflated(int window_bits) {
 
 void Room::broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin) {
     Outgoing message(hub_, op, payload);
+    const bool batchable = (settings_.echo || !origin) && proto::frame_header_size(payload.size(), false) +
+                                                               payload.size() <= kBatchFrameMax;
+    if (!batchable) {
+        seal();  // what was batched before goes first
+        return send_direct(message, origin);
+    }
+    // Members that compress get their own form now; everyone else gets it in the batch.
+    if (deflate_members_ != 0)
+        for (auto it = members_.begin(); it != members_.end();) {
+            Connection& c = *it;
+            ++it;
+            if (c.takes_compressed()) c.enqueue(message);
+        }
+    const FramePtr& frame = message.plain();
+    if (batch_bytes_ + frame->size() > kBatchMaxBytes) seal();
+    if (batch_.empty()) hub_.batched_.push_back(*this);
+    batch_.push_back(frame);
+    batch_bytes_ += frame->size();
+    batch_payload_bytes_ += payload.size();
+}
+
+void Room::send_direct(Outgoing& message, const Connection* origin) {
     // Advance before visiting: enqueue() may make that member leave (slow consumer closed), which
     // unlinks only that member.
     for (auto it = members_.begin(); it != members_.end();) {
@@ -28,6 +50,28 @@ void Room::broadcast(proto::Opcode op, std::span<const std::byte> payload, const
     }
 }
 
+void Room::seal() {
+    if (batch_.empty()) return;
+    batch_hook_.unlink();
+    // One frame as it is; several are joined into one buffer. Taken out of the room first: a
+    // member closed during the walk (slow consumer) leaves, and leaving seals again.
+    FramePtr frame = batch_.size() == 1 ? std::move(batch_.front()) : Frame::join(batch_, batch_bytes_);
+    const auto messages = static_cast<uint32_t>(batch_.size());
+    const uint64_t payload_bytes = batch_payload_bytes_;
+    batch_.clear();
+    batch_bytes_ = 0;
+    batch_payload_bytes_ = 0;
+    for (auto it = members_.begin(); it != members_.end();) {
+        Connection& c = *it;
+        ++it;
+        if (!c.takes_compressed()) c.enqueue_batch(frame, messages, payload_bytes);
+    }
+}
+
+void Hub::seal_batches() {
+    while (Room* r = batched_.pop_front()) r->seal();
+}
+
 FramePtr Hub::compress(proto::Opcode op, std::span<const std::byte> payload, int window_bits) {
     auto& d = deflaters_[static_cast<size_t>(window_bits - 9)];
     if (!d) d = std::make_unique<proto::Deflater>(window_bits, deflate_level_);
@@ -36,6 +80,7 @@ FramePtr Hub::compress(proto::Opcode op, std::span<const std::byte> payload, int
 }
 
 Hub::~Hub() {
+    batched_.clear();
     for (auto& [name, room] : rooms_) room->members_.clear();
 }
 
@@ -48,13 +93,17 @@ Room& Hub::room(std::string_view name, const config::Config& config) {
 }
 
 void Hub::join(Room& room, Connection& c) {
+    room.seal();  // messages batched before it joined are not for it
     room.members_.push_back(c);
+    if (c.takes_compressed()) ++room.deflate_members_;
     if (room.size_++ == 0) ++nonempty_rooms_;
     ++members_;
 }
 
 void Hub::leave(Room& room, Connection& c) {
+    room.seal();  // messages batched while it was a member are for it
     decltype(room.members_)::erase(c);
+    if (c.takes_compressed()) --room.deflate_members_;
     --members_;
     if (--room.size_ == 0) {
         --nonempty_rooms_;
@@ -75,7 +124,10 @@ void Hub::apply(const config::Config& config) {
         deflate_level_ = static_cast<int>(config.deflate_level);
         for (auto& d : deflaters_) d.reset();  // recreated at the new level on next use
     }
-    for (auto& [name, room] : rooms_) room->settings_ = config.room_settings(name);
+    for (auto& [name, room] : rooms_) {
+        room->seal();  // batched under the old settings
+        room->settings_ = config.room_settings(name);
+    }
 }
 
 }  // namespace wsrelay::relay

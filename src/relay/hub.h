@@ -5,6 +5,17 @@
 // Room::broadcast() is the one place a message fans out. It takes the payload as bytes, not a
 // Connection's message, so a message that arrives from elsewhere (another instance, through a
 // pub/sub engine) takes the same path with `origin == nullptr`.
+//
+// Batches. The small messages a room broadcasts during one loop turn are collected and handed to
+// each member as one queue entry (their frames back to back in one buffer) when the batch is
+// sealed: at the end of the turn, before the connections are flushed. A member then costs one
+// queue entry, one reference and one iovec per turn rather than per message (a 1000-member room
+// under load spent a third of its user time on per-message queue work). Order is kept because a
+// batch is sealed before anything else can reach a member's queue out of turn: before a member
+// joins or leaves (a closing member leaves before its close frame is queued), before a message
+// takes the direct path, and when the batch is full. Control frames may go ahead of data anyway
+// (RFC 6455 §5.4). Members that negotiated permessage-deflate, large messages, and rooms that do
+// not echo to the sender take the direct path: one queue entry per message, as before.
 #pragma once
 
 #include <array>
@@ -51,7 +62,10 @@ class Room {
 public:
     Room(Hub& hub, std::string name, const config::RoomSettings& settings)
         : hub_(hub), name_(std::move(name)), settings_(settings) {}
-    ~Room() { members_.clear(); }
+    ~Room() {
+        members_.clear();
+        batch_hook_.unlink();
+    }
 
     const std::string& name() const noexcept { return name_; }
     size_t size() const noexcept { return size_; }
@@ -59,17 +73,34 @@ public:
     const config::RoomSettings& settings() const noexcept { return settings_; }
 
     // Frames `payload` once and queues the same bytes for every member (the origin too when the
-    // room echoes). A member whose queue is full applies its own slow-consumer policy, which may
-    // make it leave the room during this call; the walk tolerates that.
+    // room echoes), now or in this turn's batch. A member whose queue is full applies its own
+    // slow-consumer policy, which may make it leave the room during this call; the walk
+    // tolerates that.
     void broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin);
+    // Hands the pending batch to the members (see the header comment). Reentrant: a member that
+    // leaves during the walk seals nothing more.
+    void seal();
+
+    util::ListHook batch_hook_;  // Hub::batched_ while a batch is pending
 
 private:
     friend class Hub;
+    // A batch holds at most this many bytes of frames; a frame larger than kBatchFrameMax goes
+    // the direct path (it is sent without a copy).
+    static constexpr size_t kBatchMaxBytes = 16 * 1024;
+    static constexpr size_t kBatchFrameMax = 1024;
+
+    void send_direct(Outgoing& message, const Connection* origin);
+
     Hub& hub_;
     std::string name_;
     config::RoomSettings settings_;
     size_t size_ = 0;
+    size_t deflate_members_ = 0;  // members that take compressed frames (never batched)
     util::IntrusiveList<Connection, &Connection::room_hook_> members_;
+    std::vector<FramePtr> batch_;  // this turn's frames, in order; capacity kept between turns
+    size_t batch_bytes_ = 0;
+    uint64_t batch_payload_bytes_ = 0;
 };
 
 class Hub {
@@ -85,6 +116,8 @@ public:
     Room& room(std::string_view name, const config::Config& config);
     void join(Room& room, Connection& c);
     void leave(Room& room, Connection& c);
+    // Seals every room's pending batch: once per turn, before connections are flushed.
+    void seal_batches();
     // Frees rooms that became empty this turn (unless someone joined again).
     void collect_empty_rooms();
     // Config reload: each room takes its (possibly new) settings.
@@ -96,10 +129,12 @@ public:
     Stats& stats() noexcept { return stats_; }
 
 private:
+    friend class Room;  // links itself on batched_
     Stats& stats_;
     // Keyed by a view of the Room's own name, so a lookup allocates nothing.
     std::unordered_map<std::string_view, std::unique_ptr<Room>> rooms_;
     std::vector<std::string> maybe_empty_;
+    util::IntrusiveList<Room, &Room::batch_hook_> batched_;  // rooms with a pending batch
     size_t members_ = 0;  // WebSocket connections in any room
     size_t nonempty_rooms_ = 0;
     int deflate_level_ = 6;

@@ -46,7 +46,7 @@ Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSoc
       hub_(stats_),
       tls_(std::move(tls)),
       timer_(std::make_unique<TimerFd>(*this)),
-      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kTlsStagingBytes)) {
+      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kWriteStagingBytes)) {
     now_ms_ = io::monotonic_ms();
     hub_.apply(config_);
     if (const int e = loop_.add(timer_->fd(), EPOLLIN, timer_.get()))
@@ -279,7 +279,9 @@ bool Server::turn(int max_wait_ms) {
         now_ready.splice_back(ready_);
         while (Connection* c = now_ready.pop_front()) c->resume_reading();
     }
-    // 2. Write before sleep: one flush per dirty connection.
+    // 2. Write before sleep: the rooms' batches of this turn go to their members, then one flush
+    // per dirty connection.
+    hub_.seal_batches();
     while (Connection* c = dirty_.pop_front()) c->flush();
     // 3. Free what was retired this turn; no handler holds a pointer to it any more.
     free_retired();

@@ -79,9 +79,9 @@ public:
     // The shared read buffer: valid until the next read by any connection.
     std::span<std::byte> scratch() noexcept { return {scratch_.get(), kScratchBytes}; }
     static constexpr size_t kScratchBytes = 256 * 1024;
-    // Where small frames are gathered into one TLS record (the maximum record payload).
-    std::span<std::byte> tls_staging() noexcept { return {scratch_.get() + kScratchBytes, kTlsStagingBytes}; }
-    static constexpr size_t kTlsStagingBytes = io::Transport::kStagingBytes;
+    // Where small frames are gathered before a write (into one TLS record, or one iovec).
+    std::span<std::byte> write_staging() noexcept { return {scratch_.get() + kScratchBytes, kWriteStagingBytes}; }
+    static constexpr size_t kWriteStagingBytes = io::Transport::kStagingBytes;
 
     // Bookkeeping called by connections.
     void mark_dirty(Connection& c) noexcept { dirty_.push_back(c); }

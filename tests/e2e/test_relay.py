@@ -336,5 +336,94 @@ class RelayTest(harness.DaemonTestCase):
         self.assertTrue(d.alive())
 
 
+class BatchTest(harness.DaemonTestCase):
+    """The small messages a room relays in one loop turn reach each member as one batch: bytes that
+    arrive in one TCP segment are read in one turn, so these tests send many frames in one write
+    and check that every member still gets every message, whole, in order, and nothing else."""
+
+    SIZES = [1, 10, 500, 1019, 1020, 2000, 10, 70000, 3, 125, 126, 0, 16 * 1024, 7, 64 * 1024, 9]
+
+    def pipelined(self, sizes, op=OP_BINARY, seed=0):
+        rnd = random.Random(seed)
+        payloads = [bytes(rnd.getrandbits(8) for _ in range(n)) for n in sizes]
+        return payloads, b"".join(wsclient.encode_frame(op, p) for p in payloads)
+
+    def test_pipelined_small_and_large_messages_keep_order_for_every_member(self):
+        # Small frames are batched, large ones (over 1 KiB framed) go on their own: the switch back
+        # and forth must not reorder anything.
+        d = self.start()
+        sender, *others = (self.connect(d, "/batch") for _ in range(4))
+        payloads, wire = self.pipelined(self.SIZES * 3)
+        sender.send_raw(wire)
+        for who, c in [("sender", sender)] + [("member %d" % i, c) for i, c in enumerate(others)]:
+            got = [c.recv_data(timeout=10).data for _ in payloads]
+            self.assertEqual([len(g) for g in got], [len(p) for p in payloads], who)
+            self.assertEqual(got, payloads, who)
+            c.expect_silence(0.05)
+
+    def test_two_pipelining_senders_each_keep_their_order(self):
+        d = self.start()
+        a, b, watcher = (self.connect(d, "/two") for _ in range(3))
+        wire_a = b"".join(wsclient.encode_frame(OP_TEXT, ("a%03d" % i).encode()) for i in range(300))
+        wire_b = b"".join(wsclient.encode_frame(OP_TEXT, ("b%03d" % i).encode()) for i in range(300))
+        a.send_raw(wire_a)
+        b.send_raw(wire_b)
+        for c in (a, b, watcher):
+            got = [c.recv_data(timeout=10).text for _ in range(600)]
+            self.assertEqual([t for t in got if t[0] == "a"], ["a%03d" % i for i in range(300)])
+            self.assertEqual([t for t in got if t[0] == "b"], ["b%03d" % i for i in range(300)])
+            c.expect_silence(0.05)
+
+    def test_no_echo_room_with_pipelined_messages(self):
+        d = self.start({"rooms": {"echo": False}})
+        sender, other = self.connect(d, "/quiet"), self.connect(d, "/quiet")
+        texts = ["t%d" % i for i in range(40)]
+        sender.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, t.encode()) for t in texts))
+        self.assertEqual([other.recv_data(timeout=10).text for _ in texts], texts)
+        sender.expect_silence(0.2)  # not even one of its own
+
+    def test_member_that_closes_gets_what_was_relayed_before_its_close(self):
+        # A rate-limited sender: its first messages are relayed (batched with the room's others),
+        # then the server closes it with 1008. Its own copies come before the close frame.
+        d = self.start({"limits": {"message_rate": 10, "message_burst": 5}})
+        sender, other = self.connect(d, "/burst"), self.connect(d, "/burst")
+        sender.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, ("m%d" % i).encode()) for i in range(20)))
+        got = []
+        while True:
+            m = sender.recv_message(timeout=5)
+            if m.is_close:
+                self.assertEqual(m.close_code, 1008)
+                break
+            got.append(m.text)
+        self.assertEqual(got, ["m%d" % i for i in range(5)])
+        self.assertEqual([other.recv_data(timeout=5).text for _ in range(5)], got)
+        other.expect_silence(0.1)
+
+    def test_member_joining_later_gets_only_later_messages(self):
+        d = self.start()
+        a = self.connect(d, "/join")
+        a.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, b"early%d" % i) for i in range(10)))
+        self.assertEqual([a.recv_data().text for _ in range(10)], ["early%d" % i for i in range(10)])
+        b = self.connect(d, "/join")
+        a.send_text("late")
+        self.assertEqual(b.recv_data().text, "late")
+        self.assertEqual(a.recv_data().text, "late")
+        b.expect_silence(0.05)
+
+    def test_metrics_count_each_batched_message(self):
+        d = self.start({"listen": [{"address": "127.0.0.1:{port}", "metrics": True}]})
+        a, b = self.connect(d, "/count"), self.connect(d, "/count")
+        a.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, b"x" * 10) for _ in range(25)))
+        for c in (a, b):
+            self.assertEqual([c.recv_data().text for _ in range(25)], ["x" * 10] * 25)
+        raw = wsclient.http_request(d.host, d.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                    b"Connection: close\r\n\r\n").decode()
+        values = dict(line.rsplit(" ", 1) for line in raw.split("\r\n\r\n", 1)[1].splitlines()
+                      if line and not line.startswith("#"))
+        self.assertEqual(values["wsrelay_messages_received_total"], "25")
+        self.assertEqual(values["wsrelay_messages_sent_total"], "50")  # 25 to each of 2 members
+        self.assertEqual(values["wsrelay_message_bytes_sent_total"], "500")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,9 +13,14 @@
 #   SUBSCRIBERS [1000]  IDLE [10000] (idle connections)  SERVER_CPU [0]  BENCH_CPU [1]
 #   ONLY ["": all; else a space-separated subset of echo32 echo1k broadcast broadcast_rate idle]
 #   NO_TLS [unset: the wss rows need the openssl command]  KEEP [unset: delete the results dir]
+#   PEER_WS, PEER_WSS [unset]: command lines of another WebSocket server to measure side by side,
+#     with {port} (and {cert} {key} for wss) filled in; it must listen on 127.0.0.1:{port}, join
+#     each connection to the room named by its URL path and relay every message to the whole room,
+#     sender included (as wsrelay does). PEER_NAME [peer] labels its columns. The project ships
+#     no such server: build your own (the README's Performance section says how ours was made).
 # Output: the detailed per-scenario figures, then the README table (Markdown), on stdout; the
 # JSON line of every run stays in the results directory named at the end when KEEP is set.
-# Bounded: 42 runs of DURATION + WARMUP + setup (+ drain, at most 2 s), about 6 minutes with the
+# Bounded: 42 runs (70 with a peer server) of DURATION + WARMUP + setup (+ drain, at most 2 s), about 6 minutes with the
 # defaults; each run is also cut off by `timeout`.
 set -euo pipefail
 
@@ -45,6 +50,12 @@ command -v taskset >/dev/null || { echo "run_suite.sh: taskset (util-linux) is n
 if [[ $(nproc) -lt 2 ]]; then echo "run_suite.sh: needs 2 CPUs (server and generator pinned apart)" >&2; exit 2; fi
 tls=1
 if [[ -n ${NO_TLS:-} ]] || ! command -v openssl >/dev/null; then tls=0; fi
+PEER_WS=${PEER_WS:-}
+PEER_WSS=${PEER_WSS:-}
+PEER_NAME=${PEER_NAME:-peer}
+peer_kinds=""
+[[ -n $PEER_WS ]] && peer_kinds+=" peer"
+[[ -n $PEER_WSS && $tls = 1 ]] && peer_kinds+=" peerwss"
 
 # Both processes hold IDLE sockets plus a few: raise the descriptor limit as far as allowed.
 need=$((IDLE + SUBSCRIBERS + 256))
@@ -113,6 +124,16 @@ start_server() {  # $1: ws | wss | raw; sets server_pid and url_base
             write_config "$work/$1.toml" "$port" "$t"
             taskset -c "$SERVER_CPU" "$wsrelay" --config "$work/$1.toml" >"$work/server.log" 2>&1 &
             url_base="$1://127.0.0.1:$port" ;;
+        peer | peerwss)
+            local template=$PEER_WS scheme=ws
+            [[ $1 = peerwss ]] && template=$PEER_WSS scheme=wss
+            local cmd=${template//\{port\}/$port}
+            cmd=${cmd//\{cert\}/$work/cert.pem}
+            cmd=${cmd//\{key\}/$work/key.pem}
+            # The template is the user's own command line: word splitting is intended.
+            # shellcheck disable=SC2086
+            taskset -c "$SERVER_CPU" $cmd >"$work/server.log" 2>&1 &
+            url_base="$scheme://127.0.0.1:$port" ;;
     esac
     server_pid=$!
     wait_port "$port" || { echo "run_suite.sh: $1 server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
@@ -130,7 +151,7 @@ run_one() {  # $1: name, $2: server kind, $3: run number, rest: wsrelay-bench ar
     shift 3
     start_server "$kind"
     local extra=()
-    [[ $kind = wss ]] && extra=(--cafile "$work/cert.pem")
+    [[ $kind = wss || $kind = peerwss ]] && extra=(--cafile "$work/cert.pem")
     local out=$work/$name.$kind.$run.json
     echo "  $name $kind run $run: wsrelay-bench $* ${extra[*]} $url_base$path" >&2
     if ! timeout "$RUN_TIMEOUT" taskset -c "$BENCH_CPU" "$bench" "$@" "${extra[@]}" --json --quiet \
@@ -147,20 +168,21 @@ scenario() {  # $1: name, $2: server kinds, rest: wsrelay-bench arguments
     if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then return; fi
     for kind in $kinds; do
         [[ $kind = wss && $tls = 0 ]] && continue
+        [[ $kind = peer* && " $peer_kinds " != *" $kind "* ]] && continue
         for run in $(seq "$RUNS"); do run_one "$name" "$kind" "$run" "$@"; done
     done
 }
 
 start=$(date +%s)
 echo "wsrelay performance suite: server on CPU $SERVER_CPU, generator on CPU $BENCH_CPU, median of $RUNS runs of ${DURATION}s (+${WARMUP}s warm-up)" >&2
-scenario echo32 "raw ws wss" echo -c 100 -d 8 -s 32 -t "$DURATION"
-scenario echo1k "raw ws wss" echo -c 100 -d 8 -s 1024 -t "$DURATION"
-scenario broadcast "raw ws wss" broadcast -c "$SUBSCRIBERS" -w "$WINDOW" -s 32 -t "$DURATION"
-scenario broadcast_rate "raw ws wss" broadcast -c "$SUBSCRIBERS" -r "$RATE" -w 1000 -s 32 -t "$DURATION"
-scenario idle "raw ws" idle -c "$IDLE" -t 2 --setup-timeout 60
+scenario echo32 "raw ws wss peer peerwss" echo -c 100 -d 8 -s 32 -t "$DURATION"
+scenario echo1k "raw ws wss peer peerwss" echo -c 100 -d 8 -s 1024 -t "$DURATION"
+scenario broadcast "raw ws wss peer peerwss" broadcast -c "$SUBSCRIBERS" -w "$WINDOW" -s 32 -t "$DURATION"
+scenario broadcast_rate "raw ws wss peer peerwss" broadcast -c "$SUBSCRIBERS" -r "$RATE" -w 1000 -s 32 -t "$DURATION"
+scenario idle "raw ws peer" idle -c "$IDLE" -t 2 --setup-timeout 60
 echo "suite took $(( $(date +%s) - start )) s" >&2
 
-/usr/bin/python3 "$here/suite_table.py" "$work" \
+/usr/bin/python3 "$here/suite_table.py" "$work" --peer-name "$PEER_NAME" \
     --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, Linux $(uname -r)" \
     --params "server on CPU $SERVER_CPU, wsrelay-bench on CPU $BENCH_CPU (taskset); median of $RUNS runs; ${DURATION} s measured after ${WARMUP} s warm-up; broadcast window $WINDOW; fixed-rate broadcast $RATE msg/s"
 if [[ -n ${KEEP:-} ]]; then echo "results kept in $work" >&2; fi

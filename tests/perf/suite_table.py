@@ -2,7 +2,8 @@
 """Turns run_suite.sh's JSON lines (RESULTS_DIR/<scenario>.<server>.<run>.json) into its tables:
 the detailed figures (medians over the runs) and the README table with ratios. Standard library.
 
-Usage: suite_table.py RESULTS_DIR [--machine TEXT] [--params TEXT]
+Usage: suite_table.py RESULTS_DIR [--machine TEXT] [--params TEXT] [--peer-name NAME]
+Results of a peer server (run_suite.sh's PEER_WS/PEER_WSS) get columns of their own.
 """
 
 import argparse
@@ -19,7 +20,8 @@ SCENARIOS = [
     ("broadcast_rate", "broadcast at {rate} msg/s, 32 B, 1 → {subs}"),
     ("idle", "idle connections, {idle} upgraded"),
 ]
-SERVERS = [("raw", "raw TCP ceiling"), ("ws", "wsrelay ws"), ("wss", "wsrelay wss")]
+SERVERS = [("raw", "raw TCP ceiling"), ("ws", "wsrelay ws"), ("wss", "wsrelay wss"), ("peer", "{peer} ws"),
+           ("peerwss", "{peer} wss")]
 FIGURES = ["server_cpu_us_per_msg", "msgs_per_s", "latency_p50_us", "latency_p99_us", "server_cpu_util",
            "bench_cpu_util", "rss_per_conn_bytes", "connections", "rate", "publish_skipped"]
 
@@ -69,7 +71,9 @@ def main():
     ap.add_argument("results")
     ap.add_argument("--machine", default="")
     ap.add_argument("--params", default="")
+    ap.add_argument("--peer-name", default="peer")
     a = ap.parse_args()
+    servers = [(k, label.format(peer=a.peer_name)) for k, label in SERVERS]
     r = load(a.results)
     if not r:
         print("no results in", a.results)
@@ -84,16 +88,16 @@ def main():
     if a.params:
         print("Method: ", a.params)
     print()
-    head = "%-46s %-16s %10s %10s %10s %10s %8s %8s %9s" % (
+    head = "%-46s %-22s %10s %10s %10s %10s %8s %8s %9s" % (
         "scenario", "server", "CPU µs/msg", "msg/s", "p50 µs", "p99 µs", "srv CPU", "gen CPU", "RSS/conn")
     print(head)
     print("-" * len(head))
     for key, _ in SCENARIOS:
-        for server, label in SERVERS:
+        for server, label in servers:
             m = r.get((key, server))
             if not m:
                 continue
-            line = "%-46s %-16s %10s %10s %10s %10s %8s %8s %9s" % (
+            line = "%-46s %-22s %10s %10s %10s %10s %8s %8s %9s" % (
                 titles[key], label, fmt(m["server_cpu_us_per_msg"], ".3f"), rate(m["msgs_per_s"]),
                 fmt(m["latency_p50_us"], ".0f"), fmt(m["latency_p99_us"], ".0f"),
                 fmt(m["server_cpu_util"] and m["server_cpu_util"] * 100, ".0f", "%"),
@@ -108,16 +112,18 @@ def main():
     print()
 
     # The README table: the issue's columns, with wsrelay's figures and the ratios the targets use.
-    print("| scenario | raw TCP epoll echo/fan-out (the ceiling) | wsrelay (ws) | wsrelay (wss) |")
-    print("|---|---|---|---|")
+    has_peer = any(s.startswith("peer") for _, s in r)
+    peer_head = " %s (ws) | %s (wss) |" % (a.peer_name, a.peer_name) if has_peer else ""
+    print("| scenario | raw TCP epoll echo/fan-out (the ceiling) | wsrelay (ws) | wsrelay (wss) |" + peer_head)
+    print("|---|---|---|---|" + ("---|---|" if has_peer else ""))
     for key, _ in SCENARIOS:
-        raw, ws, wss = (r.get((key, s)) for s, _ in SERVERS)
+        raw, ws, wss, peer, peerwss = (r.get((key, s)) for s, _ in SERVERS)
         if key == "broadcast_rate":
             continue  # a latency figure: in the latency table
         if key == "idle":
             cells = [fmt(m and m["rss_per_conn_bytes"], ".0f", " B RSS per connection") if m else "—"
-                     for m in (raw, ws)]
-            print("| %s | %s | %s | — |" % (titles[key], cells[0], cells[1]))
+                     for m in (raw, ws, peer)]
+            print("| %s | %s | %s | — |" % (titles[key], cells[0], cells[1]) + (" %s | — |" % cells[2] if has_peer else ""))
             continue
         unit = "µs per delivery" if key == "broadcast" else "µs/msg"
 
@@ -136,15 +142,26 @@ def main():
             wss_cell += " (%s× ws throughput, %s× ws CPU/msg)" % (
                 fmt(ratio(wss["msgs_per_s"], ws["msgs_per_s"]), ".2f"),
                 fmt(ratio(wss["server_cpu_us_per_msg"], ws["server_cpu_us_per_msg"]), ".2f"))
-        print("| %s | %s | %s | %s |" % (titles[key], cell(raw), ws_cell, wss_cell))
+        peer_cells = ""
+        if has_peer:
+            peer_cell, peerwss_cell = cell(peer), cell(peerwss)
+            if peer and ws:
+                peer_cell += " (wsrelay uses %s× its CPU/msg)" % fmt(
+                    ratio(ws["server_cpu_us_per_msg"], peer["server_cpu_us_per_msg"]), ".2f")
+            if peerwss and wss:
+                peerwss_cell += " (wsrelay uses %s× its CPU/msg)" % fmt(
+                    ratio(wss["server_cpu_us_per_msg"], peerwss["server_cpu_us_per_msg"]), ".2f")
+            peer_cells = " %s | %s |" % (peer_cell, peerwss_cell)
+        print("| %s | %s | %s | %s |" % (titles[key], cell(raw), ws_cell, wss_cell) + peer_cells)
     print()
-    print("| latency p50 / p99 (µs) | raw | ws | wss |")
-    print("|---|---|---|---|")
+    shown = [(s, label) for s, label in servers if not s.startswith("peer") or has_peer]
+    print("| latency p50 / p99 (µs) | " + " | ".join(label for _, label in shown) + " |")
+    print("|---|" + "---|" * len(shown))
     for key, _ in SCENARIOS:
         if key == "idle":
             continue
         cells = []
-        for server, _ in SERVERS:
+        for server, _ in shown:
             m = r.get((key, server))
             cells.append("%s / %s" % (fmt(m["latency_p50_us"], ".0f"), fmt(m["latency_p99_us"], ".0f")) if m else "—")
         print("| %s | %s |" % (titles[key], " | ".join(cells)))

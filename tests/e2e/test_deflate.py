@@ -703,6 +703,22 @@ class RoomTest(DeflateTestCase):
                 self.expect_echo(a, OP_BINARY, text, sbits, compressed=True)
                 self.expect_echo(p, OP_BINARY, text, compressed=False)
 
+    def test_pipelined_messages_reach_deflate_and_plain_members_in_order(self):
+        # Plain members get small messages in per-turn batches, deflate members one by one: both
+        # must see every message of a pipelined burst, in order, each in its own form.
+        d = self.start({"deflate": {"enabled": True, "min_bytes": 256}})
+        a, sbits, _ = self.deflate_ws(d, "/burst")
+        p, _ = self.ws(d, "/burst", ())
+        q, _ = self.ws(d, "/burst", ())
+        sizes = [10, 300, 5, 2000, 0, 700, 20, 70000, 1] * 4
+        texts = [compressible_text(n, i) for i, n in enumerate(sizes)]
+        q.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, t) for t in texts))
+        for i, (n, t) in enumerate(zip(sizes, texts)):
+            with self.subTest(i=i, size=n):
+                self.expect_echo(a, OP_TEXT, t, sbits, compressed=n >= 256)
+                self.expect_echo(p, OP_TEXT, t, compressed=False)
+                self.expect_echo(q, OP_TEXT, t, compressed=False)
+
     def test_min_bytes(self):
         d = self.start({"deflate": {"enabled": True, "min_bytes": 256}})
         a, sbits, cbits = self.deflate_ws(d, "/min")

@@ -4,6 +4,7 @@ fragmented input, binary messages."""
 import hashlib
 import os
 import random
+import signal
 import struct
 import threading
 import time
@@ -399,12 +400,25 @@ class BatchTest(harness.DaemonTestCase):
         self.assertEqual([other.recv_data(timeout=5).text for _ in range(5)], got)
         other.expect_silence(0.1)
 
-    def test_member_joining_later_gets_only_later_messages(self):
+    def test_member_joining_in_the_same_turn_gets_only_later_messages(self):
+        # The daemon is stopped while A's messages and B's upgrade request arrive, so that one
+        # epoll_wait returns both and one loop turn handles them: A's messages are batched first,
+        # then B joins. B must not get them (they were relayed before it was a member).
         d = self.start()
         a = self.connect(d, "/join")
-        a.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, b"early%d" % i) for i in range(10)))
+        b = self.track(wsclient.WSClient(d.host, d.port, "/join", handshake=False))
+        time.sleep(0.2)  # accepted before the stop
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(0.3, os.kill, (d.proc.pid, signal.SIGCONT))
+        try:
+            a.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, b"early%d" % i) for i in range(10)))
+            time.sleep(0.05)
+            resume.start()
+            b.handshake()  # the request goes now; the 101 comes once the daemon runs again
+        finally:
+            resume.join()
+            os.kill(d.proc.pid, signal.SIGCONT)  # in case the timer never started
         self.assertEqual([a.recv_data().text for _ in range(10)], ["early%d" % i for i in range(10)])
-        b = self.connect(d, "/join")
         a.send_text("late")
         self.assertEqual(b.recv_data().text, "late")
         self.assertEqual(a.recv_data().text, "late")

@@ -414,3 +414,118 @@ TEST_CASE("utf8: agrees with the reference decoder on random text, whole and in 
     CHECK(d.first == std::vector<std::string>{});
     CHECK(first_split_wrong == std::vector<std::string>{});
 }
+
+// --- The vector path (AVX2, used for 64 bytes and more at a time when the CPU has it) -----------
+
+namespace {
+
+// Whole-input verdicts only: the vector path runs on feeds of 64 bytes or more, so the byte-wise
+// checks of disagreement() would never reach it. Also fed in two pieces cut at `cut`.
+std::string vector_disagreement(std::span<const std::byte> s, size_t cut) {
+    const Utf8Reference ref = reference_utf8(s);
+    Utf8Validator whole;
+    const bool ok = whole.feed(s);
+    if (ok != !ref.first_bad) return std::string("feed() returned ") + (ok ? "true" : "false");
+    if (ok && whole.complete() != ref.valid()) return "complete() disagrees";
+    Utf8Validator two;
+    const bool first_ok = two.feed(s.first(cut));
+    if (first_ok != (!ref.first_bad || *ref.first_bad >= cut)) return "first piece of " + std::to_string(cut) + " disagrees";
+    if (first_ok) {
+        const bool second_ok = two.feed(s.subspan(cut));
+        if (second_ok != !ref.first_bad) return "second piece after " + std::to_string(cut) + " disagrees";
+        if (second_ok && two.complete() != ref.valid()) return "complete() after two pieces disagrees";
+    }
+    return {};
+}
+
+std::string random_text(Rng& rng, size_t size) {
+    std::string s;
+    while (s.size() < size) {
+        static constexpr uint32_t kTop[] = {0x7F, 0x7FF, 0xFFFF, 0x10FFFF};
+        uint32_t cp;
+        do cp = static_cast<uint32_t>(rng.between(0, kTop[rng.below(4)]));
+        while (cp >= 0xD800 && cp <= 0xDFFF);
+        s += utf8_encode(cp);
+    }
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("utf8: long input agrees with the reference with any byte changed anywhere", "[utf8]") {
+    // Valid mixed text of 64 bytes to 2 KiB, then one byte replaced (a boundary byte of Table 3-7
+    // or a random one), at random positions: errors land at every offset in a 32-byte block and
+    // across block edges, with every kind of context before them.
+    constexpr uint8_t kEdges[] = {0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF,
+                                  0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xF8, 0xFF};
+    Rng rng(0x5EED0002);
+    Disagreements d;
+    size_t valid_seen = 0, invalid_seen = 0;
+    for (int iter = 0; iter < 3000; ++iter) {
+        std::string s = random_text(rng, rng.between(64, 2048));
+        for (int change = 0; change < 20; ++change) {
+            std::string t = s;
+            const size_t at = rng.below(t.size());
+            t[at] = static_cast<char>(rng.below(2) ? kEdges[rng.below(std::size(kEdges))] : std::to_integer<uint8_t>(rng.byte()));
+            const std::string why = vector_disagreement(as_bytes(t), rng.below(t.size() + 1));
+            if (!why.empty() && ++d.count <= 8) d.first.push_back("len " + std::to_string(t.size()) + " at " + std::to_string(at) + ": " + why);
+            (reference_utf8(as_bytes(t)).valid() ? valid_seen : invalid_seen)++;
+        }
+        const std::string why = vector_disagreement(as_bytes(s), rng.below(s.size() + 1));
+        if (!why.empty() && ++d.count <= 8) d.first.push_back("unchanged: " + why);
+    }
+    INFO(d.count << " disagreements");
+    CHECK(d.first == std::vector<std::string>{});
+    CHECK(valid_seen > 1000);  // both kinds were exercised
+    CHECK(invalid_seen > 10000);
+}
+
+TEST_CASE("utf8: every 3-byte pattern of boundary bytes at every offset of two vector blocks", "[utf8][exhaustive]") {
+    // In ASCII and in CJK surroundings, with the pattern's first byte at each offset of the first
+    // two 32-byte blocks and near the end (where an unfinished sequence is handed back).
+    constexpr uint8_t kEdges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF,
+                                  0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xF8, 0xFF};
+    const std::string cjk = [] {
+        std::string s;
+        while (s.size() < 160) s += "\xE4\xB8\xAD";  // 中
+        return s.substr(0, 159);                       // 53 whole code points
+    }();
+    Disagreements d;
+    for (const std::string& context : {std::string(159, 'a'), cjk}) {
+        for (size_t at = 0; at + 3 <= context.size(); ++at) {
+            if (context[0] != 'a' && at % 3 != 0) continue;  // in CJK, only at code point boundaries
+            if (at > 70 && at < 150) continue;
+            std::string t = context;
+            for (uint8_t a : kEdges)
+                for (uint8_t b : kEdges)
+                    for (uint8_t c : kEdges) {
+                        t[at] = static_cast<char>(a);
+                        t[at + 1] = static_cast<char>(b);
+                        t[at + 2] = static_cast<char>(c);
+                        const std::string why = vector_disagreement(as_bytes(t), 64 + (a + b + c) % 32);
+                        if (!why.empty() && ++d.count <= 8)
+                            d.first.push_back("at " + std::to_string(at) + ": " + printable(t.substr(at, 3)) + ": " + why);
+                    }
+        }
+    }
+    INFO(d.count << " disagreements");
+    CHECK(d.first == std::vector<std::string>{});
+}
+
+TEST_CASE("utf8: long text fed in pieces of 64 bytes or more, cut inside code points", "[utf8]") {
+    Rng rng(0x5EED0003);
+    for (int iter = 0; iter < 500; ++iter) {
+        const std::string s = random_text(rng, rng.between(1000, 8000));
+        Utf8Validator v;
+        size_t at = 0;
+        bool ok = true;
+        while (at < s.size() && ok) {
+            const size_t n = std::min(rng.between(64, 700), s.size() - at);
+            ok = feed(v, std::string_view(s).substr(at, n));
+            at += n;
+        }
+        INFO("iteration " << iter << ", stopped at " << at);
+        REQUIRE(ok);
+        REQUIRE(v.complete());
+    }
+}

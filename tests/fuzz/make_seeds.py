@@ -292,6 +292,16 @@ def utf8_seeds():
     }
     for i, (name, data) in enumerate(bad.items()):
         write(s, "bad_" + name, [0, 16, 31, 32, 33, 48][i % 6], data)
+    # Long enough for the vector path (64 bytes or more per feed): valid mixed text, and errors
+    # placed across 32-byte block edges and in a sequence cut by the end of the last block.
+    chat = ("ann: 你好 👋 — ça va? bob: très bien, 谢谢! " * 8).encode()
+    write(s, "long_mixed", 0, chat)
+    write(s, "long_mixed_pieces", 1, chat)
+    write(s, "long_cjk", 0, ("中文聊天室" * 30).encode())
+    write(s, "long_bad_surrogate_at_block_edge", 0, b"a" * 31 + b"\xed\xa0\x80" + b"b" * 60)
+    write(s, "long_bad_overlong_late", 0, ("é" * 40).encode() + b"\xe0\x80\x80" + b"c" * 30)
+    write(s, "long_cut_at_block_end", 0, b"d" * 62 + "😀".encode() + b"e" * 40)
+    write(s, "long_bad_lone_continuation", 0, ("中" * 30).encode() + b"\x80" + b"f" * 40)
 
 
 # --- Config: control byte ignored by nothing (the whole input is the TOML text; write() still

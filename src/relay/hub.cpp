@@ -59,6 +59,9 @@ void Room::seal() {
     const auto messages = static_cast<uint32_t>(batch_.size());
     const uint64_t payload_bytes = batch_payload_bytes_;
     batch_.clear();
+    // A burst of tiny messages may have grown the vector to thousands of handles: give that back
+    // rather than keep it for every room that once had one. Steady traffic stays below this.
+    if (batch_.capacity() > kKeepBatchCapacity) std::vector<FramePtr>().swap(batch_);
     batch_bytes_ = 0;
     batch_payload_bytes_ = 0;
     for (auto it = members_.begin(); it != members_.end();) {

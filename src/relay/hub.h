@@ -89,6 +89,7 @@ private:
     // the direct path (it is sent without a copy).
     static constexpr size_t kBatchMaxBytes = 16 * 1024;
     static constexpr size_t kBatchFrameMax = 1024;
+    static constexpr size_t kKeepBatchCapacity = 64;  // handles kept between turns (512 bytes)
 
     void send_direct(Outgoing& message, const Connection* origin);
 

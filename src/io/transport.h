@@ -88,6 +88,9 @@ public:
     void shutdown_write() noexcept;
     void close() noexcept;
 
+    // Bytes of a TLS write that returned WouldBlock and must be retried with the same leading
+    // bytes (0: none pending; always 0 for plain sockets). The caller must not change them.
+    size_t pending_write_bytes() const noexcept { return retry_len_; }
     bool read_wants_write() const noexcept { return read_wants_write_; }
     bool write_wants_read() const noexcept { return write_wants_read_; }
     // For logs: why the last TLS call failed, and whether the peer ended with close_notify.

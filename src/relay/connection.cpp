@@ -167,6 +167,11 @@ void Connection::on_readable() {
         // Any bytes at all count as activity: back to the end of the idle list, ping cancelled.
         if (state_ == State::Open) server_.set_timer(*this, server_.idle_timers());
         consume(scratch.first(have + r.bytes));
+        // consume() stopped with input left over because our queue filled up (stalled_): it set
+        // input_paused_, so flush() puts us on the ready list once the queue has drained. Return
+        // now, whatever the read said about the socket: the bytes in `pending_` bring no new
+        // edge, and nothing but that resume processes them.
+        if (stalled_) return;
         budget -= std::min(budget, r.bytes);
         // The read emptied the socket (a short recv, and TLS holds nothing back): the read after
         // it would only say EAGAIN. New data brings a new edge, so stop here and save that
@@ -191,7 +196,12 @@ void Connection::save_pending(std::span<const std::byte> rest) { pending_.assign
 void Connection::consume(std::span<std::byte> data) {
     while (!data.empty()) {
         if (input_blocked()) {
+            // Our queue for this peer is over half its limit: keep the rest for later. flush()
+            // resumes reading (and so processing `pending_`) once the queue has drained below a
+            // quarter; input_paused_ is what it looks at, so it must be set on every path that
+            // stops here (a read that also drained the socket brings no new edge).
             stalled_ = true;
+            input_paused_ = true;
             return save_pending(data);
         }
         switch (state_) {
@@ -484,6 +494,9 @@ void Connection::queue_close(uint16_t code, std::string_view reason) {
     // Our close goes after everything already queued: messages accepted for this peer are not
     // thrown away, and the time it may take is bounded by close_timeout.
     leave_room();
+    // Leaving hands us our share of the room's pending batch; if that overflowed the queue, the
+    // slow-consumer policy closed us (1008) within the call, and that close frame is the one.
+    if (state_ != State::Open) return;
     state_ = State::Closing;
     close_sent_ = true;
     queue_.push_back(Frame::close(code, reason));
@@ -500,6 +513,9 @@ void Connection::flush() {
         for (size_t i = 0; i < n; ++i) total += iov[i].iov_len;
         const io::IoResult r = transport_.writev({iov, n}, server_.write_staging());
         if (r.status == io::IoStatus::WouldBlock) {
+            // TLS: the record is encrypted and must go out as it is; a pong queued before the
+            // retry goes after those bytes.
+            queue_.pin(transport_.pending_write_bytes());
             writable_ = false;
             return;
         }
@@ -545,10 +561,10 @@ void Connection::leave_room() {
 
 void Connection::retire(std::string_view why) {
     if (state_ == State::Dead) return;
+    state_ = State::Dead;  // first: leaving must not queue anything for us (a batch share)
     leave_room();
     const std::string room = close_note_ ? close_note_->room : std::string();
     const std::string reason = close_note_ ? close_note_->reason : std::string();
-    state_ = State::Dead;
     queue_.clear();
     pending_.release();
     parser_.reset();

@@ -138,11 +138,11 @@ private:
         proto::Utf8Validator utf8;
     };
     std::unique_ptr<Inflating> inflating_;
-    bool upgraded_ = false;
+    bool upgraded_ = false;       // the WebSocket handshake succeeded (closes are logged at info)
     bool input_paused_ = false;   // not reading: our queue for this peer is over half its limit
     bool stalled_ = false;        // `pending_` holds input that was not processed yet
     bool tls_counted_ = false;    // the TLS handshake completed and was counted
-    bool metrics_ = false;        // this connection's listener serves /metrics       // the WebSocket handshake succeeded (closes are logged at info)
+    bool metrics_ = false;        // this connection's listener serves /metrics
     uint16_t close_code_ = 0;     // for the log line: the code of the close under way
     proto::FrameDecoder decoder_;
     std::unique_ptr<proto::RequestParser> parser_;  // only while in State::Request

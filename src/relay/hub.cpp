@@ -104,7 +104,9 @@ void Hub::join(Room& room, Connection& c) {
 }
 
 void Hub::leave(Room& room, Connection& c) {
-    room.seal();  // messages batched while it was a member are for it
+    // Taking its share below may close `c` (its queue is full), and closing leaves again: that
+    // nested call finds it gone already and changes nothing.
+    if (!c.room_hook_.is_linked()) return;
     decltype(room.members_)::erase(c);
     if (c.takes_compressed()) --room.deflate_members_;
     --members_;
@@ -112,6 +114,14 @@ void Hub::leave(Room& room, Connection& c) {
         --nonempty_rooms_;
         maybe_empty_.push_back(room.name());
     }
+    // The messages batched this turn while it was a member are for it too: it takes its share now,
+    // before whatever it queues next (its close frame). The batch stays pending for the others.
+    // Not a seal: a seal would hand the batch to every member here, and one of them closing in
+    // turn (queue full) would leave the room while a walk over the members (a broadcast's
+    // compressed pass, a seal) may hold an iterator to it. Leaving only ever unlinks the leaver.
+    if (room.batch_.empty() || c.takes_compressed()) return;
+    const FramePtr share = room.batch_.size() == 1 ? room.batch_.front() : Frame::join(room.batch_, room.batch_bytes_);
+    c.enqueue_batch(share, static_cast<uint32_t>(room.batch_.size()), room.batch_payload_bytes_);
 }
 
 void Hub::collect_empty_rooms() {

@@ -12,9 +12,10 @@
 // queue entry, one reference and one iovec per turn rather than per message (a 1000-member room
 // under load spent a third of its user time on per-message queue work). Order is kept because a
 // batch is sealed before anything else can reach a member's queue out of turn: before a member
-// joins or leaves (a closing member leaves before its close frame is queued), before a message
-// takes the direct path, and when the batch is full. Control frames may go ahead of data anyway
-// (RFC 6455 §5.4). Members that negotiated permessage-deflate, large messages, and rooms that do
+// joins, before a message takes the direct path, and when the batch is full; a member that leaves
+// takes its own share of the pending batch as it goes (a closing member leaves before its close
+// frame is queued), and the others keep theirs for the seal. Control frames may go ahead of data
+// anyway (RFC 6455 §5.4). Members that negotiated permessage-deflate, large messages, and rooms that do
 // not echo to the sender take the direct path: one queue entry per message, as before.
 #pragma once
 
@@ -77,8 +78,8 @@ public:
     // slow-consumer policy, which may make it leave the room during this call; the walk
     // tolerates that.
     void broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin);
-    // Hands the pending batch to the members (see the header comment). Reentrant: a member that
-    // leaves during the walk seals nothing more.
+    // Hands the pending batch to the members (see the header comment). A member closed during the
+    // walk (queue full) leaves; leaving unlinks only that member, and the batch is already taken.
     void seal();
 
     util::ListHook batch_hook_;  // Hub::batched_ while a batch is pending
@@ -116,6 +117,8 @@ public:
     // The room for `name`, created with `settings` if it does not exist.
     Room& room(std::string_view name, const config::Config& config);
     void join(Room& room, Connection& c);
+    // Unlinks `c` and hands it its share of the room's pending batch (which may close it: a nested
+    // leave() is a no-op). Never touches another member.
     void leave(Room& room, Connection& c);
     // Seals every room's pending batch: once per turn, before connections are flushed.
     void seal_batches();

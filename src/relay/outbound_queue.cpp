@@ -21,11 +21,17 @@ void OutboundQueue::push_back(FramePtr frame) {
 }
 
 void OutboundQueue::push_priority(FramePtr frame) {
-    // Goes after the control frames already ahead of the data, else after a partly written head,
-    // else first.
+    // Goes after the control frames already ahead of the data, and after every frame that holds
+    // bytes already written or pinned (a partly written head, or the frames a TLS write that must
+    // be retried has taken: OpenSSL sends the record it encrypted, whatever the queue says now, so
+    // a frame slipped in front of those bytes would be announced as sent and never be, and the
+    // bytes after it would be cut mid-frame). Else first.
     if (size_ == capacity_) grow();
     bytes_ += frame->size();
-    const uint32_t pos = std::max<uint32_t>(priority_end_, head_offset_ ? 1 : 0);
+    uint32_t pos = 0;
+    for (size_t taken = 0, promised = head_offset_ + pinned_; pos < size_ && taken < promised; ++pos)
+        taken += at(pos)->size();
+    pos = std::max(pos, priority_end_);
     for (uint32_t i = size_; i > pos; --i) at(i) = std::move(at(i - 1));  // rare: pongs only
     at(pos) = std::move(frame);
     ++size_;
@@ -47,6 +53,7 @@ size_t OutboundQueue::fill_iov(iovec* iov, size_t max) const noexcept {
 
 void OutboundQueue::consume(size_t n) noexcept {
     bytes_ -= n;
+    pinned_ -= std::min(pinned_, n);
     while (n > 0 && size_ > 0) {
         FramePtr& head = at(0);
         const size_t left = head->size() - head_offset_;
@@ -79,6 +86,7 @@ void OutboundQueue::clear() noexcept {
     head_ = size_ = priority_end_ = 0;
     bytes_ = 0;
     head_offset_ = 0;
+    pinned_ = 0;
 }
 
 }  // namespace wsrelay::relay

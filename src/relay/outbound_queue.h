@@ -3,8 +3,9 @@
 // touches one cache line per few frames (a linked list of pooled entries cost a cache miss per
 // frame on a 1000-member broadcast), and it allocates only when it grows.
 //
-// Control frames (pong) may go ahead of queued data, but only at a frame boundary: never into the
-// middle of a frame already partly written, and in the order they were queued.
+// Control frames (pong, ping) may go ahead of queued data, but only at a frame boundary: never into
+// the middle of a frame already partly written, never in front of bytes the transport has promised
+// to send as they are (pin()), and in the order they were queued.
 #pragma once
 
 #include <sys/uio.h>
@@ -36,6 +37,10 @@ public:
     size_t fill_iov(iovec* iov, size_t max) const noexcept;
     // The socket took `n` bytes: drop fully sent frames, advance into the next.
     void consume(size_t n) noexcept;
+    // The transport holds the next `n` pending bytes in a write it must retry with exactly those
+    // bytes (a TLS record that got WANT_WRITE: OpenSSL has already encrypted it). Until consume()
+    // has taken them, push_priority() places nothing before the end of the frame they end in.
+    void pin(size_t n) noexcept { pinned_ = n; }
     void clear() noexcept;
 
 private:
@@ -56,6 +61,7 @@ private:
                                  // written head and the control frames queued after it
     uint64_t bytes_ = 0;
     size_t head_offset_ = 0;
+    size_t pinned_ = 0;  // bytes after head_offset_ promised to a retried write (see pin())
 };
 
 }  // namespace wsrelay::relay

@@ -52,6 +52,23 @@ TEST_CASE("outbound queue: control frames go ahead only at a frame boundary, in 
         q.push_priority(Frame::copy_of("p3"));
         CHECK(pending(q) == "p2p3BBBB");
     }
+    SECTION("bytes pinned by a write to retry stay in front (TLS after WANT_WRITE)") {
+        q.push_back(Frame::copy_of("CCCC"));
+        q.pin(6);  // "AAAA" and half of "BBBB" are in an encrypted record that must go out as it is
+        q.push_priority(Frame::copy_of("p1"));
+        CHECK(pending(q) == "AAAABBBBp1CCCC");
+        q.consume(3);  // part of the retried record: still pinned up to the end of "BBBB"
+        q.push_priority(Frame::copy_of("p2"));
+        CHECK(pending(q) == "ABBBBp1p2CCCC");
+        q.consume(5);  // the retried write is done
+        q.push_priority(Frame::copy_of("p3"));
+        CHECK(pending(q) == "p1p2p3CCCC");
+    }
+    SECTION("a pin that ends on a frame boundary") {
+        q.pin(4);
+        q.push_priority(Frame::copy_of("p1"));
+        CHECK(pending(q) == "AAAAp1BBBB");
+    }
     SECTION("the same frame is shared, not copied") {
         const FramePtr f = Frame::copy_of("shared");
         OutboundQueue q2;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian package out of this checkout:
 #
 #   packaging/build-deb.sh [-o OUTDIR] [--no-lintian]
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -o|--out) outdir=${2:?"$1 needs a directory"}; shift 2 ;;
         --no-lintian) lintian=no; shift ;;
-        -h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "build-deb.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done

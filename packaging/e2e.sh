@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package, proven the way an operator meets it: in a booted Debian 12.
 #
 #   packaging/e2e.sh [--deb FILE] [--out DIR] [--keep]
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
         --deb) deb=${2:?"--deb needs a file"}; shift 2 ;;
         --out) out=${2:?"--out needs a directory"}; shift 2 ;;
         --keep) keep=yes; shift ;;
-        -h|--help) sed -n '2,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,29s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "e2e.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done

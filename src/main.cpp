@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // wsrelay: wiring only. Command line -> config -> listeners -> Server -> run loop -> exit status.
 //
 // Exit status: 0 after a clean shutdown (or a successful --check-config), 2 for a usage or

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The package's end-to-end checks, run as root inside a booted Debian 12 container by
 packaging/e2e.sh (which copies this file, tests/e2e/wsclient.py and the .deb next to each other).
 

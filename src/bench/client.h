@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One connection of the load generator, from its non-blocking connect() to the close of its
 // socket: TCP connect, TLS handshake (wss), the WebSocket upgrade (or the raw protocol's join and
 // welcome), then messages; finally a clean close (our close frame, the server's, then its FIN).

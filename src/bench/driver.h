@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One benchmark run: the event loop, every Client, the scenario's rules, the clock and the
 // counters. Single-threaded: everything happens in run(), in the loop turns of one epoll.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A latency histogram with log-linear buckets (the layout of HdrHistogram): values below 32 are
 // exact, and every power of two above is cut into 32 equal buckets, so any recorded value is known
 // within 1/32 (about 3%). Fixed size (15 KiB), so recording never allocates; record() is a count

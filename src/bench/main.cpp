@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // wsrelay-bench: wiring only. Command line -> Options -> TLS context -> Driver::run() -> report.
 //
 // Exit status: 0 when the run completed without errors, 1 when it failed or connections failed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // wsrelay-bench's command line: `wsrelay-bench SCENARIO [options] URL` in, a validated Options or
 // one error message out. Pure apart from the name lookup of the URL's host (getaddrinfo, once, at
 // startup).

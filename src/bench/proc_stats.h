@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CPU time and memory of this process (getrusage) and of the server under test (/proc/PID), for
 // "server CPU per message" and "RSS per connection". Readings are snapshots; the caller subtracts.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // wsrelay-raw-ceiling: the fastest relay we know how to write without WebSocket, to measure
 // wsrelay against. Same shape as wsrelay (one thread, edge-triggered epoll, rooms of intrusive
 // lists, one writev per peer per loop turn), minus everything WebSocket: no handshake, no framing

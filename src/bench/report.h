@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a run measured, and its two renderings: a summary for people and one JSON line for
 // machines (tests/perf/run_suite.sh reads the latter).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The client-side TLS context of wsrelay-bench: TLS 1.2+, the system's CA store (or --cafile),
 // certificate and host name verification unless --insecure. new_session() makes the SSL for one
 // connecting socket, with SNI for host names.

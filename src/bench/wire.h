@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The client side of the two wire formats wsrelay-bench speaks, sans I/O:
 //
 //  - WebSocket (RFC 6455): frames built with proto::encode_frame_header(), masked with the

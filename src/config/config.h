@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The validated configuration: TOML text in, a Config or one error message out. Pure: no I/O
 // besides reading the file in load_config_file(), no logging, no sockets.
 //

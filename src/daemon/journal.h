@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Native journald logging: when stderr is the journal's stream (JOURNAL_STREAM names its device and
 // inode, see systemd.exec(5)), log lines go through sd_journal_sendv() with structured fields
 // instead, so the journal can be filtered by peer, room and close code.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The service manager protocol (sd_notify): readiness, reload, stop and status. Each call is a
 // no-op when NOTIFY_SOCKET is unset, so wsrelay behaves the same without systemd.
 #pragma once

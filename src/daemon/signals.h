@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SIGTERM, SIGINT and SIGHUP delivered through a signalfd into the event loop, so handlers run as
 // ordinary loop callbacks (no async-signal-safety concerns). SIGPIPE is ignored process-wide.
 #pragma once

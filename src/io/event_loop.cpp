@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "io/event_loop.h"
 
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The epoll instance and the things registered in it. Everything is registered once, edge-
 // triggered, with `data.ptr` pointing at its Pollable; after that each Pollable tracks its own
 // readiness (no EPOLL_CTL_MOD in steady state).

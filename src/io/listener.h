@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A listening socket in the reactor. On readiness it accepts until EAGAIN (edge-triggered: stopping
 // early would leave connections waiting for an edge that never comes). On EMFILE/ENFILE it pauses
 // itself; the owner calls resume() from a timer, which accepts whatever queued up meanwhile.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Server TLS contexts built from the [tls] config: the default certificate and any number chosen by
 // SNI. Loading validates everything an operator can get wrong (missing or unreadable files, PEM
 // that does not parse, a key that does not match its certificate) and reports it as one message

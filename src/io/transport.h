@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Byte transport of one connection: a non-blocking stream socket, optionally wrapped in TLS.
 // Reads and writes retry EINTR and report would-block, end of stream and errors as values; nothing
 // here blocks, logs or throws.

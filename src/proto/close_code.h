@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // WebSocket close status codes (RFC 6455 §7.4) and the rule for which may appear on the wire.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // permessage-deflate (RFC 7692), sans I/O: negotiating the extension from a client's offers, and
 // the per-message compressor and decompressor built on zlib.
 //

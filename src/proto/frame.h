@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RFC 6455 §5 framing, sans I/O: FrameDecoder turns received bytes into message pieces and control
 // frames; encode_frame_header() writes the header that goes in front of a payload.
 //

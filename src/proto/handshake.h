@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HTTP/1.1 request that opens a connection (RFC 7230 message syntax) and the WebSocket opening
 // handshake on top of it (RFC 6455 §4.1-4.2), sans I/O.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RFC 6455 §5.3 masking: payload byte i is XORed with key byte (i % 4).
 #pragma once
 

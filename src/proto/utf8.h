@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Incremental UTF-8 validation (RFC 3629, Unicode Table 3-7) for WebSocket text messages.
 //
 // The validator is a 9-state DFA over byte classes. Because Table 3-7 constrains the second byte of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One client connection, from the first byte of its HTTP request to the close of its socket.
 //
 // Owned by the Server (allocated on accept, freed after the loop turn in which it was retired) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An immutable, reference-counted run of bytes to send: a WebSocket frame (header and payload in one
 // allocation) or an HTTP response. A broadcast encodes its frame once; every recipient's queue then
 // holds a reference to the same bytes, so fan-out copies nothing per recipient.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Plain HTTP on the WebSocket port: the chat page (embedded, or files under www_root), /healthz,
 // and the error responses. Builds whole responses; the connection queues them.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rooms and who is in them. A room exists while it has members: created on the first join, and
 // freed at the end of the loop turn in which its last member left (never during a broadcast, which
 // may be what made it empty).

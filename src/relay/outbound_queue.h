@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What one connection still has to send: a FIFO of shared frames plus how far into the first one
 // the socket has taken. A contiguous ring of frame handles: walking it to build the iovec array
 // touches one cache line per few frames (a linked list of pooled entries cost a cache miss per

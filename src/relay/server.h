@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The reactor: listeners, every connection, the rooms, and the per-turn bookkeeping that makes
 // edge-triggered I/O work.
 //

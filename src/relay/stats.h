@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Counters of the whole server, for logs, the STATUS= line and /metrics. Plain integers: one thread.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Socket addresses as operators write them: "127.0.0.1:8080", "[::1]:443", "0.0.0.0:80".
 #pragma once
 

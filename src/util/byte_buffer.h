@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A growable byte buffer that owns its memory and gives it back when cleared: connections keep
 // one only while a partial request or message is in progress, so idle connections hold nothing.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Intrusive doubly-linked lists: the element carries the links (a ListHook per list it can be on),
 // so linking allocates nothing and unlinking is O(1) from the element alone.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Logging to stderr with sd-daemon "<N>" priority prefixes, which journald turns into priorities.
 // Check the level before formatting: log() is printf-like and cheap when the level is filtered.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A reference-counted handle for single-threaded sharing (the reactor has one thread, so the count
 // is a plain integer, not std::shared_ptr's atomic one). T provides add_ref() and release(); the
 // latter frees the object when the count drops to zero.

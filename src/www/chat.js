@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // wsrelay chat page.
 //
 // Room URL scheme: the room lives in the fragment, `/#/<room>` (e.g. `/#/lobby`), default

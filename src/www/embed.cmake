@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Turns the files of src/www into a C++ source: relay::embedded_files() serves them when no
 # www_root is configured, so the chat page works from anywhere with no installed files.
 # Run as: cmake -DWWW_DIR=... -DOUTPUT=... -P embed.cmake

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Receive-path microbenchmarks: FrameDecoder::next() over masked client frames, i.e. header
 // parsing + unmasking + UTF-8 validation, the way a connection drains its inbox:
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Browser test of the chat page served by wsrelay (src/www), driven by playwright-core on
 // Debian's chromium.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // permessage-deflate (RFC 7692) interop: Chromium (via playwright-core, Debian's chromium) and the
 // Node `ws` client against wsrelay with `[deflate] enabled = true`.
 //

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Runs the browser tests: the chat page (chat.test.mjs) and permessage-deflate interop with
 # Chromium and the ws client (deflate.test.mjs). Needs WSRELAY_BIN (the wsrelay binary), Node 20+
 # and Debian's chromium at /usr/bin/chromium (apt-get install -y chromium); never downloads a

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """wsrelay conformance suite: the Autobahn TestSuite "fuzzingclient" case list, sections 1-7, 9
 and 10, reimplemented on the raw client in wsclient.py (standard library only).
 

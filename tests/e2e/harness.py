@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Starts the real wsrelay daemon for end-to-end tests.
 
 The binary comes from $WSRELAY_BIN (CTest passes $<TARGET_FILE:wsrelay>). Each daemon gets its own

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """wsrelay soak test: one daemon, thousands of connections, nothing lost.
 
 One wsrelay is started the way systemd starts it, with two passed sockets ("plain" for ws:// and

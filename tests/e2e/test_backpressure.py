@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Slow consumers: a member that never reads must not stall its room. With slow_consumer="close"
 it is closed with 1008 after receiving only whole messages; with "drop" it gets an in-order subset
 and stays connected. Meanwhile the server stays responsive."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line and configuration: config errors (exit 2, FILE:LINE:COL: KEY: message),
 --check-config, --listen (IPv4, IPv6, repeated, replaces the config), --version, --help, bad
 options, bind failure (exit 1), log line format."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Close codes: 1000 echo, 1002 (protocol errors), 1007 (invalid UTF-8), 1009 (too big); after each
 the server closes TCP. (1008 slow consumer: test_backpressure; 1001 idle: test_timeouts; 1001
 shutdown: test_signals.)"""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Runs the conformance suite (conformance.py: the Autobahn fuzzingclient cases 1-7, 9, 10)
 against a wsrelay started by the harness, one unittest per Autobahn section."""
 

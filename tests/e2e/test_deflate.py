@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """permessage-deflate (RFC 7692) against the real daemon: the behaviours of the Autobahn TestSuite
 sections 12 (compressed messages of many sizes, whole and fragmented, many in a row) and 13 (every
 negotiated parameter combination, data flowing both ways with the agreed windows), declined offers,

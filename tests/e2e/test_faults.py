@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fault injection: what the host or a peer does wrong at the worst moment.
 
 * Accept under file-descriptor exhaustion: a daemon with RLIMIT_NOFILE 64 fills up; the excess

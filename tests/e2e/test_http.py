@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTP on the WebSocket port: the embedded chat page, /healthz, www_root static files and
 traversal attempts, error statuses (400/404/405/426/431/505), keep-alive and pipelining."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Limits: max_connections (503), rooms.max_members and per-room max_members (503),
 allowed_origins (403), max_header_bytes / max_header_count (431)."""
 

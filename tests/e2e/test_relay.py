@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Relaying: many clients, room isolation, echo flag, per-sender order under load, big messages,
 fragmented input, binary messages."""
 

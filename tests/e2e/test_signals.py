@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Signals: SIGTERM/SIGINT close every peer with 1001 and exit 0 within shutdown_timeout; SIGPIPE
 never kills the daemon; SIGHUP reloads the config while connections stay."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The soak test (soak.py) as a CTest test: e2e.soak, labels e2e;soak.
 
 One daemon (ws and wss listeners, socket-activated) for WSRELAY_SOAK_SECONDS (default 120):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """systemd integration: socket activation through the real systemd-socket-activate (plain, TLS,
 named sockets, mismatches), sd_notify (READY=1, periodic STATUS= with live counts, RELOADING=1 +
 MONOTONIC_USEC= then READY=1, STOPPING=1, WATCHDOG=1 at half WATCHDOG_USEC), SIGHUP applying new

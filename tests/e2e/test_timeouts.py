@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Timeouts with short durations: idle (ping, then close 1001), handshake (slowloris -> 408, or
 a silent close), keep-alive wait, and close_timeout (a peer that ignores our close is dropped).
 Bounds are generous: at least 0.8x the configured time, at most the time + 3 s."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """wss:// and https:// on socket-activated TLS listeners ([[listen]] tls = true).
 
 The certificates come from a throwaway CA made with the openssl command (Pki below), so clients

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small raw WebSocket (RFC 6455) client for the wsrelay end-to-end tests.
 
 Standard library only. It is deliberately low level: tests must be able to send frames no sane

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: arbitrary text into the config loader. It must return a Config or one error that
 // names the source, never crash, hang or throw; and a valid result must satisfy the invariants the
 // rest of the server relies on.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: arbitrary bytes into a whole connection's state machine, through a real (AF_UNIX)
 // socket, cut into pieces the way reads cut them. Exercises the HTTP request path, the upgrade,
 // frame decoding, message reassembly, the broadcast into the connection's room (echo), control

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: permessage-deflate. Arbitrary bytes as a compressed message (any split, a small
 // inflated-size limit) must inflate, be refused as too big, or be reported corrupt — never crash
 // or exceed the limit; and the same bytes as a plain message must survive compress -> inflate.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for FrameDecoder: one direction of a connection, cut into reads.
 //
 // Input: [control byte][wire bytes...]. Control bits: 0 role (0 Server: frames must be masked,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for RequestParser: the opening handshake as it arrives over a socket.
 //
 // Input: [control byte][request bytes...]. The control byte picks the limits (bits 0-1) and how the

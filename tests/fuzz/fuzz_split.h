@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the fuzz targets: turns the fuzzer's control byte into the piece boundaries a stream
 // of `size` bytes arrives in, the way reads from a socket cut it up.
 #pragma once

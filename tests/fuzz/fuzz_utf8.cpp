@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for Utf8Validator and is_valid_utf8.
 //
 // Input: [control byte][bytes...]. The control byte picks how the bytes are cut into fragments

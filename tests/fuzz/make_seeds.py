@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpora of the fuzz targets: corpus/handshake, frame, utf8, config, connection.
 
 Every seed is [control byte][payload]; the control byte is decoded by the target (see the header

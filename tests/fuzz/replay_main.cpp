@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Corpus replay driver: a plain main() for the fuzz targets, so a normal GCC build (no libFuzzer)
 // still runs every checked-in input through the same LLVMFuzzerTestOneInput and its invariants.
 // Arguments are files or directories (searched recursively). A violated invariant traps, which

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets with clang-14 (ASan + UBSan) in BUILD_DIR and runs each for SECONDS
 # on a temporary copy of the checked-in seed corpus (the checked-in files are never written).
 # Exits non-zero if any fuzzer crashes, leaks, times out or trips a sanitizer; the reproducer is

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Profiles wsrelay under one wsrelay-bench scenario with `perf record` (or callgrind), the server
 # pinned to one CPU and the generator to the other, like run_suite.sh.
 #
@@ -15,7 +16,7 @@
 # call graphs so that frames inside libc and the kernel entry are attributed to their callers.
 set -euo pipefail
 
-[[ $# -ge 2 ]] || { sed -n '2,15p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '3,16p' "$0" >&2; exit 2; }
 build=$1
 shift
 TOOL=${TOOL:-perf}

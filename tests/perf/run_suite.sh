@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The performance suite of the README's table: wsrelay (ws and wss) and the raw-TCP ceiling server
 # (wsrelay-raw-ceiling) under the same wsrelay-bench scenarios, the server pinned to one CPU and
 # the load generator to another, each figure the median of RUNS runs, each run on a fresh server.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """bench.smoke: wsrelay-bench runs every scenario, briefly, against the real servers.
 
 Starts the built wsrelay the way systemd would (a listening socket on 127.0.0.1:0 passed as fd 3,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns run_suite.sh's JSON lines (RESULTS_DIR/<scenario>.<server>.<run>.json) into its tables:
 the detailed figures (medians over the runs) and the README table with ratios. Standard library.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the unit tests.
 //
 // - Byte helpers: string <-> std::byte conversions, concatenation, printable dumps, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // config/: TOML text -> Config or an error naming file, line, column and key.
 #include <catch2/catch.hpp>
 

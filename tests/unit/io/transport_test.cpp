@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // io/: the byte transport over real socket pairs, plain and TLS (a throwaway in-memory certificate):
 // data integrity at every size and buffer placement, the "drained" promise that lets callers skip
 // the read that would only say EAGAIN, end-of-stream with and without close_notify, a broken pipe

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Autobahn TestSuite's fuzzingclient cases 1-7 and 10 (crossbario/autobahn-testsuite,
 // autobahntestsuite/case/), expressed as decoder tests: the frames each case sends, and what the
 // decoder must report so the server can behave as the case expects. Where a case is about what the

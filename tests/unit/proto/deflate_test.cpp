@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // permessage-deflate (RFC 7692): negotiation, and the per-message compressor/decompressor.
 #include <catch2/catch.hpp>
 

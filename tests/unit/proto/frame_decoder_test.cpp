@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FrameDecoder (proto/frame.h): RFC 6455 §5 framing as a server (Role::Server unless stated)
 // receives it. Every rule is checked through expect_decodes(), which feeds the same wire image
 // whole, at every split point, in random reads and byte by byte, and wants the same result.

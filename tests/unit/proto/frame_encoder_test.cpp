@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // frame_header_size, encode_frame_header, encode_close_payload and encode_frame (proto/frame.h):
 // RFC 6455 §5.2 headers in minimal form, §5.5.1 close payloads, and round trips through the decoder.
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RequestParser, websocket_accept and the response builders (proto/handshake.h): the HTTP/1.1
 // request (RFC 7230) that opens a connection and the WebSocket opening handshake (RFC 6455 §4).
 // Every request is also parsed as handshake.h describes a caller doing it: the bytes received so far

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // apply_mask / apply_mask_reference (proto/mask.h): RFC 6455 §5.3 payload masking.
 #include <array>
 #include <cstring>

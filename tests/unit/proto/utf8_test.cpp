@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Utf8Validator and is_valid_utf8 (proto/utf8.h): RFC 3629 UTF-8 as RFC 6455 §8.1 requires it for
 // text messages, checked incrementally and failing at the first byte that makes the input invalid.
 #include <optional>

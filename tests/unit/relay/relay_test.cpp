@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // relay/: the outbound queue and the HTTP path rules (the parts that need no sockets).
 #include <catch2/catch.hpp>
 

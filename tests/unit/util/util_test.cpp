@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // util/: intrusive lists, socket addresses, rate limiting, byte buffers.
 #include <catch2/catch.hpp>
 

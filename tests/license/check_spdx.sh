@@ -12,16 +12,22 @@
 # the check too, so a new kind of file gets decided on here rather than slipping through.
 #
 # Exit status: 0 every source file has the line; 1 some do not, or are unclassified (each is
-# listed); 77 skipped: REPO_DIR is not a git checkout, or git is missing.
+# listed) or git fails; 77 skipped: REPO_DIR is not a git checkout, or git is missing.
 set -euo pipefail
 
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 tag="SPDX-License-Identifier: Apache-2.0"
 
-if ! command -v git >/dev/null || ! git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    echo "license.spdx: $root is not a git checkout; skipped (the check lists files with git ls-files)"
+# Skipped only without git metadata (an exported tree, where git would answer for whatever
+# repository encloses it). In a checkout, a failing git (e.g. "dubious ownership") is an error,
+# not a skip: a check that quietly stops checking is worse than none.
+if [ ! -e "$root/.git" ] || ! command -v git >/dev/null; then
+    echo "license.spdx: $root is not a git checkout, or git is missing; skipped (files come from git ls-files)"
     exit 77
 fi
+list=$(mktemp)
+trap 'rm -f "$list"' EXIT
+git -C "$root" ls-files -z >"$list" || { echo "license.spdx: git ls-files failed in $root" >&2; exit 1; }
 
 # Files that carry no SPDX line, and why. Matched first; `*` also matches '/'.
 excluded() {
@@ -73,7 +79,7 @@ while IFS= read -r -d '' f; do
     checked=$((checked + 1))
     first_lines=$(head -n 3 "$path")
     [[ $first_lines == *"$tag"* ]] || untagged+=("$f")
-done < <(git -C "$root" ls-files -z)
+done <"$list"
 
 for f in "${untagged[@]}"; do
     echo "$f: no \"$tag\" in its first 3 lines"
@@ -83,4 +89,5 @@ for f in "${unclassified[@]}"; do
 done
 echo "license.spdx: $checked source files checked, ${#untagged[@]} without the SPDX line," \
      "${#unclassified[@]} unclassified"
+[ "$checked" -gt 0 ] || { echo "license.spdx: no source files in $root?" >&2; exit 1; }
 [ ${#untagged[@]} -eq 0 ] && [ ${#unclassified[@]} -eq 0 ]

@@ -220,6 +220,7 @@ void Connection::consume(std::span<std::byte> data) {
                     case proto::StepKind::Control: on_control(s); break;
                     case proto::StepKind::Error:
                         discard_input_ = true;
+                        message_.release();  // a message left unfinished is never delivered
                         if (state_ == State::Open) start_close(proto::to_wire(s.error.code), s.error.reason);
                         return;
                 }
@@ -553,17 +554,20 @@ void Connection::on_output_drained() {
 void Connection::leave_room() {
     if (room_) {
         close_note().room = room_->name();
-        inflating_.reset();
+        inflating_.reset();  // a message being inflated is abandoned (one delivered was moved out)
         server_.hub().leave(*room_, *this);
         room_ = nullptr;
     }
-    message_.release();
+    // Not message_: we may be inside deliver() of the very message it holds (our own echo
+    // overflowed our queue and closed us), and the room is still reading it. on_data() releases it
+    // after the delivery, retire() in any case.
 }
 
 void Connection::retire(std::string_view why) {
     if (state_ == State::Dead) return;
     state_ = State::Dead;  // first: leaving must not queue anything for us (a batch share)
     leave_room();
+    message_.release();
     const std::string room = close_note_ ? close_note_->room : std::string();
     const std::string reason = close_note_ ? close_note_->reason : std::string();
     queue_.clear();

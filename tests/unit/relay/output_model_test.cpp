@@ -2,8 +2,9 @@
 // A randomized model test of the whole output path: a real Server (rig.h) with members on plain
 // and TLS connections in two rooms, tiny socket buffers and send queues, messages small enough to
 // be batched and large enough to go direct, pings whose pongs jump ahead of data, readers that
-// read a few bytes at a time or not at all, members that join, leave or vanish mid-burst, and the
-// slow-consumer policies. Short writes and would-blocks fall wherever the seed puts them.
+// read a few bytes at a time or not at all, members that join, leave or vanish mid-burst, members
+// that take permessage-deflate beside plain ones, and the slow-consumer policies. Short writes and
+// would-blocks fall wherever the seed puts them.
 //
 // For every seed, each client checks (as the bytes arrive) that they parse as valid unmasked server
 // frames ending, if at all, in one close frame; then:
@@ -15,8 +16,8 @@
 //  - slow_consumer = "drop": the connection stays open and every message skipped is counted in the
 //    dropped-messages metric (exactly, when no member comes or goes mid-run).
 //
-// WSRELAY_MODEL_SEEDS=N runs N seeds (default 3000); WSRELAY_MODEL_SEED=S runs seed S alone. A
-// failure names its seed.
+// WSRELAY_MODEL_SEEDS=N runs N seeds (default 3000) from WSRELAY_MODEL_FIRST_SEED (default 0);
+// WSRELAY_MODEL_SEED=S runs seed S alone. A failure names its seed.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -94,6 +95,8 @@ std::string run_seed(uint64_t seed) {
     cfg.max_message_bytes = 64 * 1024;
     cfg.send_queue_bytes = pressure == Pressure::None ? (1u << 30) : 2048 + rng() % (48 * 1024);
     cfg.slow_consumer = pressure == Pressure::Drop ? config::LimitAction::Drop : config::LimitAction::Close;
+    cfg.deflate = rng() % 2;  // then some members take compressed messages (never batched)
+    cfg.deflate_min_bytes = 64 + rng() % 512;
     Rig rig(cfg);
 
     std::vector<Member> members;
@@ -103,7 +106,7 @@ std::string run_seed(uint64_t seed) {
         const int sndbuf = rng() % 2 ? 0 : 2048 + static_cast<int>(rng() % 32768);
         const int rcvbuf = rng() % 2 ? 0 : 2048 + static_cast<int>(rng() % 32768);
         const int room = static_cast<int>(rng() % 2);
-        Client& c = rig.connect(tls, sndbuf, rcvbuf, room ? "/b" : "/a");
+        Client& c = rig.connect(tls, sndbuf, rcvbuf, room ? "/b" : "/a", cfg.deflate && rng() % 2);
         const int reader = pressure == Pressure::None ? static_cast<int>(rng() % 2) : static_cast<int>(rng() % 3);
         members.push_back({&c, static_cast<uint32_t>(members.size()), room, reader, full_time});
     };
@@ -196,7 +199,8 @@ std::string run_seed(uint64_t seed) {
             if (f.opcode != kText && f.opcode != kBinary) continue;
             uint32_t sender = 0, seq = 0;
             if (std::sscanf(f.payload.c_str(), "%u:%u:", &sender, &seq) != 2 || !by_id.count(sender)) {
-                fail << who << ": a message that no one sent";
+                fail << who << ": a message that no one sent (" << f.payload.size()
+                     << (f.compressed ? " bytes inflated)" : " bytes)");
                 return fail.str();
             }
             if (f.payload != message(sender, seq, f.payload.size()) || f.opcode != (seq & 1 ? kBinary : kText)) {
@@ -272,10 +276,11 @@ uint64_t env_or(const char* name, uint64_t fallback) {
 TEST_CASE("output model: random seeds over the whole output path") {
     const uint64_t only = env_or("WSRELAY_MODEL_SEED", UINT64_MAX);
     const uint64_t count = only != UINT64_MAX ? 1 : env_or("WSRELAY_MODEL_SEEDS", 3000);
+    const uint64_t first = env_or("WSRELAY_MODEL_FIRST_SEED", 0);
     const auto t0 = std::chrono::steady_clock::now();
     uint64_t ran = 0;
     for (uint64_t i = 0; i < count; ++i) {
-        const uint64_t seed = only != UINT64_MAX ? only : i;
+        const uint64_t seed = only != UINT64_MAX ? only : first + i;
         const std::string failure = run_seed(seed);
         if (!failure.empty())
             FAIL("seed " << seed << " (slow_consumer " << name(static_cast<Pressure>(seed % 3))

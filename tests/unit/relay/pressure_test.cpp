@@ -177,3 +177,35 @@ TEST_CASE("pressure: a member that leaves with room in its queue gets the batche
     CHECK(leaver.close_code == 1000);
     CHECK(rig.server().hub().member_count() == 1);
 }
+
+TEST_CASE("pressure: a sender closed by its own echo does not take its message from the others") {
+    // A fragmented message is reassembled in the sender's connection and relayed from there. Its
+    // echo does not fit the sender's own queue (slow_consumer = "close"; a pong is waiting there),
+    // so the sender is closed while the room is still relaying the message: leaving used to free
+    // the reassembly buffer then, and the members after it got freed memory instead.
+    config::Config cfg = base_config();
+    cfg.send_queue_bytes = 4096;
+    cfg.slow_consumer = config::LimitAction::Close;
+    cfg.deflate = GENERATE(false, true);  // compressed from the buffer too, lazily
+    INFO("deflate = " << cfg.deflate);
+    Rig rig(cfg, false);
+    Client& sender = rig.connect(false, 0, 0, "/frag");  // first in the room: relayed to first
+    Client& plain = rig.connect(false, 0, 0, "/frag");
+    Client& deflated = rig.connect(false, 0, 0, "/frag", true);
+    REQUIRE(rig.run_until([&] { return both_open(sender, plain) && deflated.open(); }));
+    CHECK(deflated.deflate == cfg.deflate);
+    // 4004 bytes framed: fits an empty queue of 4096, not the sender's with a 127-byte pong.
+    const std::string msg = numbered(7, 4000);
+    std::string first = test::client_frame(kText, std::string_view(msg).substr(0, 2000));
+    first[0] = 0x01;  // FIN clear: the first fragment
+    sender.out = test::client_frame(kPing, std::string(125, 'p')) + first +
+                 test::client_frame(0x0, std::string_view(msg).substr(2000));  // the last
+    sender.write_some(SIZE_MAX, rig.staging());
+    rig.settle();
+    CHECK(sender.close_code == 1008);
+    CHECK(data_payloads(sender).empty());
+    for (const Client* c : {&plain, &deflated}) {
+        CHECK(c->error.empty());
+        CHECK(data_payloads(*c) == std::vector<std::string>{msg});
+    }
+}

@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
+#include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -94,6 +95,7 @@ inline std::shared_ptr<io::TlsContexts> test_tls_contexts() {
 struct Received {
     uint8_t opcode;
     std::string payload;
+    bool compressed = false;  // arrived compressed (permessage-deflate); `payload` is inflated
 };
 
 // A masked client frame (RFC 6455 §5.3: every client frame is masked).
@@ -122,6 +124,30 @@ inline std::string close_payload(uint16_t code) {
     return {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
 }
 
+// A permessage-deflate message (RFC 7692 §7.2.2: a raw deflate stream without its final empty
+// block; the server takes no context over, so each message inflates alone). nullopt: corrupt.
+inline std::optional<std::string> inflate_message(std::string_view data) {
+    z_stream z{};
+    if (inflateInit2(&z, -15) != Z_OK) return std::nullopt;
+    std::string in(data);
+    in.append("\x00\x00\xff\xff", 4);
+    z.next_in = reinterpret_cast<Bytef*>(in.data());
+    z.avail_in = static_cast<uInt>(in.size());
+    std::string out;
+    int rc = Z_OK;
+    while (rc == Z_OK && (z.avail_in > 0 || z.avail_out == 0)) {
+        char buf[16384];
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof buf;
+        rc = inflate(&z, Z_SYNC_FLUSH);
+        out.append(buf, sizeof buf - z.avail_out);
+        if (out.size() > (64u << 20)) rc = Z_DATA_ERROR;
+    }
+    inflateEnd(&z);
+    if (rc != Z_OK && rc != Z_BUF_ERROR) return std::nullopt;
+    return out;
+}
+
 class Rig;
 
 // The client end of one connection.
@@ -134,6 +160,7 @@ public:
     std::string out;                 // bytes still to write to the server
     std::string in;                  // received bytes not parsed yet
     std::vector<Received> frames;    // every frame received, in order
+    bool deflate = false;            // the server agreed to permessage-deflate
     bool close_sent = false;         // our close frame is in `out` (no data after it)
     bool close_received = false;
     uint16_t close_code = 0;
@@ -141,6 +168,7 @@ public:
     bool reset = false;              // we dropped our end without a close (vanished peer)
     std::string error;               // the first violation seen; empty if none
     uint64_t bytes_received = 0;
+    uint64_t compressed_messages = 0;
 
     explicit Client(io::Transport t, bool is_tls) : tls(is_tls), transport_(std::move(t)) {}
 
@@ -205,6 +233,7 @@ private:
             const size_t end = in.find("\r\n\r\n");
             if (end == std::string::npos) return;
             if (in.compare(0, 12, "HTTP/1.1 101") != 0) fail("no 101 response: " + in.substr(0, end));
+            deflate = in.substr(0, end).find("permessage-deflate") != std::string::npos;
             in.erase(0, end + 4);
             phase = Phase::Open;
         }
@@ -228,8 +257,10 @@ private:
             }
             if (b1 & 0x80) fail("server sent a masked frame");
             if (!(b0 & 0x80)) fail("server sent a fragment (FIN clear)");
-            if (b0 & 0x70) fail("server frame with RSV bits set");
             const uint8_t op = b0 & 0x0F;
+            const bool compressed = b0 & 0x40;
+            if (b0 & 0x30) fail("server frame with RSV2/RSV3 set");
+            if (compressed && !(deflate && (op == 0x1 || op == 0x2))) fail("RSV1 on a frame that cannot be compressed");
             if (op != 0x1 && op != 0x2 && op != 0x8 && op != 0x9 && op != 0xA)
                 fail("server frame with opcode " + std::to_string(op));
             if (op >= 0x8 && len > 125) fail("control frame of " + std::to_string(len) + " bytes");
@@ -244,7 +275,17 @@ private:
             }
             if (in.size() - pos < header + len) break;
             if (close_received) fail("a frame after the close frame");
-            frames.push_back({op, in.substr(pos + header, len)});
+            frames.push_back({op, in.substr(pos + header, len), compressed});
+            if (compressed) {
+                std::optional<std::string> plain = inflate_message(frames.back().payload);
+                if (!plain) {
+                    fail("a compressed message that does not inflate");
+                    in.clear();
+                    return;
+                }
+                frames.back().payload = std::move(*plain);
+                ++compressed_messages;
+            }
             if (op == 0x8) {
                 close_received = true;
                 if (len >= 2)
@@ -275,7 +316,9 @@ public:
     // A new connection whose server end has a send buffer of about `server_sndbuf` bytes (0: the
     // default) and whose client end receives into about `client_rcvbuf` (0: the default). Its
     // upgrade request to `path` is queued in `out`.
-    Client& connect(bool tls, int server_sndbuf = 0, int client_rcvbuf = 0, std::string_view path = "/room") {
+    // With `deflate`, it offers permessage-deflate (the server agrees when [deflate] is enabled).
+    Client& connect(bool tls, int server_sndbuf = 0, int client_rcvbuf = 0, std::string_view path = "/room",
+                    bool deflate = false) {
         int fds[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
             throw std::runtime_error("socketpair failed");
@@ -301,7 +344,8 @@ public:
         Client& c = *clients_.back();
         c.out = "GET " + std::string(path) +
                 " HTTP/1.1\r\nHost: rig\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+                (deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "") + "\r\n";
         return c;
     }
 

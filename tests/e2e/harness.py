@@ -16,6 +16,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -430,6 +431,68 @@ def run_cli(args, timeout=10.0, env=None, cwd=None):
     e.update(env or {})
     return subprocess.run([binary()] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
                           timeout=timeout, env=e, cwd=cwd, text=True, errors="replace")
+
+
+# ---------------------------------------------------------------- waiting on a condition
+def wait_for(probe, timeout, what, until=bool, ignore=(), step=0.05):
+    """Call probe() every `step` seconds until until(value) holds, and return that value.
+
+    This is how a test waits for the daemon to reach a state: never a fixed sleep, which is
+    either too short on a loaded machine (CI runs two suites at once on two cores, one of them
+    under ASan, which is 5-10x slower) or wastes time everywhere else. So make `timeout`
+    generous (10-30 s): the wait ends as soon as the condition holds.
+
+    what: the awaited condition, for the failure message ("wsrelay to log the reload").
+    until: when probe() returns a measurement rather than a verdict, the test on it, so the
+    failure shows the last measurement (a count, a queue size) instead of False.
+    ignore: exception types that mean "not yet" (e.g. a refused handshake while a slot frees
+    up); the last one is reported as the last value.
+    Raises AssertionError: "timed out after 30s waiting for <what>; last: <last value>".
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            last = probe()
+        except ignore as e:
+            last = e
+        else:
+            if until(last):
+                return last
+        # Checked after the probe, so the condition gets one look at or after the deadline.
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(step)
+
+
+def _proc_net_address(text, family):
+    """'0100007F:1F90' (/proc/net/tcp: the address as native-endian 32-bit words) -> (host, port)"""
+    host, port = text.split(":")
+    raw = b"".join(struct.pack("=I", int(host[i:i + 8], 16)) for i in range(0, len(host), 8))
+    return socket.inet_ntop(family, raw), int(port, 16)
+
+
+def tcp_queues(c):
+    """(unacked, unread) of client c's TCP connection to the daemon, as the kernel sees it
+    (/proc/net/tcp): bytes c sent that the daemon's side has not acknowledged yet, and bytes the
+    daemon's socket holds that the daemon has not read yet. (0, 0): the daemon has read all
+    that c sent. A side whose socket is gone (closed) is None."""
+    local, peer = c.sock.getsockname()[:2], c.sock.getpeername()[:2]
+    found = {}
+    for path, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            with open(path) as f:
+                lines = f.readlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] in ("06", "0A"):      # TIME_WAIT, LISTEN: not the live connection
+                continue
+            ends = (_proc_net_address(fields[1], family), _proc_net_address(fields[2], family))
+            if ends in ((local, peer), (peer, local)):
+                tx, rx = (int(x, 16) for x in fields[4].split(":"))
+                found[ends] = (tx, rx)
+    return found.get((local, peer), (None, None))[0], found.get((peer, local), (None, None))[1]
 
 
 class DaemonTestCase(unittest.TestCase):

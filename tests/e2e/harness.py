@@ -475,8 +475,11 @@ def tcp_queues(c):
     """(unacked, unread) of client c's TCP connection to the daemon, as the kernel sees it
     (/proc/net/tcp): bytes c sent that the daemon's side has not acknowledged yet, and bytes the
     daemon's socket holds that the daemon has not read yet. (0, 0): the daemon has read all
-    that c sent. A side whose socket is gone (closed) is None."""
-    local, peer = c.sock.getsockname()[:2], c.sock.getpeername()[:2]
+    that c sent. A side whose socket is gone (closed, reset) is None."""
+    try:
+        local, peer = c.sock.getsockname()[:2], c.sock.getpeername()[:2]
+    except OSError:             # ENOTCONN: reset; both ends are gone
+        return None, None
     found = {}
     for path, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
         try:

@@ -177,9 +177,25 @@ class FloodTest(harness.DaemonTestCase):
             sent += len(batch)
         return c, sent
 
-    def check_bounded(self, d, before_kib, what):
+    def check_bounded(self, d, c, before_kib, what):
+        # Measure once the daemon is done with the flood: it no longer reads from c (the bytes
+        # between us and it hold still: all read, or the rest left unread by input backpressure)
+        # and its RSS no longer grows (what it read is processed). A measurement taken earlier
+        # could miss the growth of a server without a cap.
+        steady = {"value": None, "since": 0.0}
+
+        def held_still():
+            now, value = time.monotonic(), (harness.tcp_queues(c), rss_kib(d.pid))
+            if value != steady["value"]:
+                steady.update(value=value, since=now)
+            return round(now - steady["since"], 2), value
+
+        limit_kib = 32 * 1024
+        harness.wait_for(held_still, 30, "wsrelay to stop reading the flood (TCP queues "
+                         "(unacked, unread)) and its RSS (KiB) to hold still for 0.5 s",
+                         until=lambda r: r[0] >= 0.5 or r[1][1] - before_kib >= limit_kib)
         grown = rss_kib(d.pid) - before_kib
-        self.assertLess(grown, 32 * 1024, "%s: wsrelay's RSS grew by %d KiB" % (what, grown))
+        self.assertLess(grown, limit_kib, "%s: wsrelay's RSS grew by %d KiB" % (what, grown))
         self.assertEqual(d.get("/healthz", timeout=5).body, b"ok\n")
         self.assertTrue(d.alive())
 
@@ -192,7 +208,7 @@ class FloodTest(harness.DaemonTestCase):
         # 100 MB of pings would mean 100 MB of pongs queued for a reader that never reads. The
         # server may stop reading from us, close us (1008), or answer only the latest ping
         # (RFC 6455 §5.5.3 allows it) -- but its memory stays bounded.
-        self.check_bounded(d, before, "ping flood (%d bytes sent)" % sent)
+        self.check_bounded(d, c, before, "ping flood (%d bytes sent)" % sent)
         # Still a working connection (unless it was closed with 1008): once we read what is
         # queued for us, the server reads our remaining pings again (input backpressure), and a
         # last ping is answered. Drain first: our own send buffer is full until it catches up.
@@ -238,8 +254,7 @@ class FloodTest(harness.DaemonTestCase):
             except (wsclient.Timeout, wsclient.ConnectionClosed):
                 break
             sent += len(req)
-        time.sleep(0.3)
-        self.check_bounded(d, before, "HTTP pipelining flood (%d requests sent)" % (
+        self.check_bounded(d, c, before, "HTTP pipelining flood (%d requests sent)" % (
             sent // 28))
 
     def test_echo_flood_from_non_reader_is_bounded(self):
@@ -248,27 +263,48 @@ class FloodTest(harness.DaemonTestCase):
         before = rss_kib(d.pid)
         msg = wsclient.encode_frame(OP_BINARY, b"e" * 16000, mask_key=b"abcd")
         c, sent = self.flood(d, msg, 100 * 1000 * 1000)
-        self.check_bounded(d, before, "echo flood (%d bytes sent)" % sent)
+        self.check_bounded(d, c, before, "echo flood (%d bytes sent)" % sent)
         # With echo on, the flooder is its own slow consumer. The server stops reading from it
         # once half its send queue is used (input backpressure), so its own echoes never
         # overflow the queue: it is throttled, not closed. Whatever it reads back is whole
         # messages, as sent; the only close it may see is 1008.
+        frames_sent = sent // len(msg)       # whole batches
+        batch_frames = 65536 // len(msg)     # a batch whose send timed out may add up to 4 more
         received = 0
-        t_end = time.monotonic() + 30
-        frames_sent = sent // len(msg)  # whole batches; a timed-out batch may add up to 4 more
-        while time.monotonic() < t_end:
-            try:
-                m = c.recv_message(timeout=3)
-            except wsclient.Timeout:
-                break
+
+        def read_one(timeout):
+            """True for an echo; returns False on close 1008 (the test ends there)."""
+            nonlocal received
+            m = c.recv_message(timeout=timeout)
             if m.is_close:
                 self.assertEqual(m.close_code, 1008)
-                return
+                return False
             self.assertEqual(m.data, b"e" * 16000)
             received += 1
-        # Everything it sent came back once it read (nothing lost), as long as it was not closed.
-        self.assertGreaterEqual(received, frames_sent)
-        self.assertLessEqual(received, frames_sent + 65536 // len(msg))
+            return True
+
+        # Everything it sent comes back once it reads (nothing lost), as long as it is not
+        # closed: as we drain the echoes, the server's queue empties and it reads (and echoes)
+        # the rest of our input. Wait for that, bounded.
+        t_end = time.monotonic() + 60
+        while received < frames_sent:
+            try:
+                if not read_one(max(0.0, t_end - time.monotonic())):
+                    return
+            except wsclient.Timeout:
+                self.fail("echo flood: %d of %d echoes after 60 s: wsrelay still holds the rest "
+                          "of the flooder's input unprocessed (TCP queues (unacked, unread): %r)"
+                          % (received, frames_sent, harness.tcp_queues(c)))
+        # Then only the frames of a batch that was partly sent may follow: read them for a
+        # short quiet period, to check that nothing beyond them (a duplicate) comes.
+        while True:
+            try:
+                if not read_one(2.0):
+                    return
+            except wsclient.Timeout:
+                break
+        self.assertLessEqual(received, frames_sent + batch_frames,
+                             "more echoes than frames sent")
 
 
 if __name__ == "__main__":

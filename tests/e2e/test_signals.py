@@ -2,6 +2,7 @@
 """Signals: SIGTERM/SIGINT close every peer with 1001 and exit 0 within shutdown_timeout; SIGPIPE
 never kills the daemon; SIGHUP reloads the config while connections stay."""
 
+import re
 import signal
 import socket
 import struct
@@ -75,7 +76,10 @@ class ShutdownTest(harness.DaemonTestCase):
         wsclient.read_http_response(k)
         h = self.track(d.raw())
         h.send_raw(b"GET / HTTP/1.1\r\nHost")
-        time.sleep(0.1)
+        # The half request must be the daemon's (read, waiting for the rest) when SIGTERM comes.
+        harness.wait_for(lambda: harness.tcp_queues(h), 30,
+                         "wsrelay to read the half request (TCP queues (unacked, unread))",
+                         until=lambda q: q == (0, 0))
         t0 = time.monotonic()
         rc = d.stop(signal.SIGTERM, timeout=2 + 3)
         self.assertEqual(rc, 0)
@@ -98,11 +102,25 @@ class NotifyTest(harness.DaemonTestCase):
         self.assertEqual(d.wait(10), 0)
 
 
+def wait_closed(d, ports, what):
+    """Wait until the daemon (at log_level debug) has logged the close of the connection from
+    each local port in `ports` -- it has handled their resets -- or until it died (the caller
+    checks alive()). The wait's last value is the ports still missing."""
+    def missing():
+        log = d.stderr()
+        return [p for p in ports if not re.search(r"peer=127\.0\.0\.1:%d .*closed" % p, log)]
+
+    harness.wait_for(missing, 30, "wsrelay to log the close of " + what,
+                     until=lambda m: not m or not d.alive())
+
+
 class SigpipeTest(harness.DaemonTestCase):
 
     def test_reset_mid_transfer_does_not_kill(self):
-        d = self.start({"limits": {"max_message_bytes": 2 << 20, "send_queue_bytes": 16 << 20}})
+        d = self.start({"limits": {"max_message_bytes": 2 << 20, "send_queue_bytes": 16 << 20},
+                        "server": {"log_level": "debug"}})
         sender = self.connect(d, "/pipe", timeout=10)
+        ports = []
         big = b"\xab" * (1 << 20)
         for round_ in range(6):
             victims = [self.connect(d, "/pipe", rcvbuf=4096) for _ in range(3)]
@@ -116,6 +134,7 @@ class SigpipeTest(harness.DaemonTestCase):
                     v.recv_exact(1000, timeout=5)
                 except wsclient.WSError:
                     pass
+                ports.append(v.sock.getsockname()[1])
                 v.abort(rst=True)
             # The sender is also a member (echo): drain its copies.
             for _ in range(4):
@@ -125,8 +144,9 @@ class SigpipeTest(harness.DaemonTestCase):
         for _ in range(5):
             c = d.raw()
             c.send_raw(b"GET /?" + b"q" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+            ports.append(c.sock.getsockname()[1])
             c.abort(rst=True)
-        time.sleep(0.2)
+        wait_closed(d, ports, "the %d victims and HTTP clients that reset" % len(ports))
         self.assertTrue(d.alive())
         self.assertEqual(d.get("/healthz").body, b"ok\n")
         sender.send_text("alive")
@@ -134,19 +154,28 @@ class SigpipeTest(harness.DaemonTestCase):
         self.assertEqual(d.stop(), 0)
 
     def test_http_client_resets_while_page_is_sent(self):
-        d = self.start()
+        d = self.start({"server": {"log_level": "debug"}})
+        ports = []
         for _ in range(20):
             s = socket.create_connection((d.host, d.port), timeout=5)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ports.append(s.getsockname()[1])
             s.close()
-        time.sleep(0.2)
+        wait_closed(d, ports, "the 20 HTTP clients that reset")
         self.assertTrue(d.alive())
         self.assertEqual(d.get("/healthz").status, 200)
 
 
 class ReloadTest(harness.DaemonTestCase):
+
+    def reload(self, d):
+        """SIGHUP, then wait until the reload is done: READY=1 follows RELOADING=1 once the new
+        configuration is in force, or once a broken one has been refused and logged."""
+        d.send_signal(signal.SIGHUP)
+        d.wait_notify("RELOADING=1", timeout=30)
+        d.wait_notify("READY=1", timeout=30)
 
     def test_sighup_keeps_connections_and_applies_echo(self):
         d = self.start({"rooms": {"echo": True}})
@@ -155,9 +184,8 @@ class ReloadTest(harness.DaemonTestCase):
         self.assertEqual(a.recv_data().text, "before")
         self.assertEqual(b.recv_data().text, "before")
         d.update_config({"rooms": {"echo": False}})
-        d.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        self.assertTrue(d.alive(), "SIGHUP killed wsrelay")
+        self.reload(d)
+        self.assertEqual(d.stderr().count("configuration reloaded from"), 1)
         # Still connected, both directions.
         a.send_ping(b"after-hup")
         m = a.recv_message(return_control=True)
@@ -167,8 +195,8 @@ class ReloadTest(harness.DaemonTestCase):
         a.expect_silence(0.5)     # echo now off
         # And back on.
         d.update_config({"rooms": {"echo": True}})
-        d.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        self.reload(d)
+        self.assertEqual(d.stderr().count("configuration reloaded from"), 2)
         b.send_text("again")
         self.assertEqual(b.recv_data().text, "again")
         self.assertEqual(a.recv_data().text, "again")
@@ -182,8 +210,8 @@ class ReloadTest(harness.DaemonTestCase):
         d = self.start({"rooms": {"echo": True}})
         a = self.connect(d, "/bad-hup")
         d.write_config("[rooms]\necho = \"not a bool\"\n")
-        d.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        self.reload(d)
+        self.assertIn("reload failed", d.stderr())
         self.assertTrue(d.alive(), "a bad config on reload must not stop the daemon")
         a.send_text("x")
         self.assertEqual(a.recv_data().text, "x")   # old config (echo on) still in force

@@ -328,9 +328,14 @@ class RelayTest(harness.DaemonTestCase):
     def test_leaving_member_does_not_disturb_room(self):
         d = self.start()
         a, b, c = (self.connect(d, "/leave") for _ in range(3))
+        b_port = b.sock.getsockname()[1]
         b.abort(rst=True)
         c.close()
-        time.sleep(0.1)
+        # Both have left before A sends: C's close handshake is complete, and B's reset has been
+        # handled once the daemon logs B's close.
+        harness.wait_for(lambda: [l for l in d.stderr().splitlines()
+                                  if "peer=127.0.0.1:%d " % b_port in l and "closed" in l],
+                         30, "wsrelay to log the close of B, which reset")
         for i in range(20):
             a.send_text("m%d" % i)
         for i in range(20):
@@ -405,20 +410,40 @@ class BatchTest(harness.DaemonTestCase):
         # The daemon is stopped while A's messages and B's upgrade request arrive, so that one
         # epoll_wait returns both and one loop turn handles them: A's messages are batched first,
         # then B joins. B must not get them (they were relayed before it was a member).
-        d = self.start()
+        d = self.start({"server": {"log_level": "debug"}})
         a = self.connect(d, "/join")
-        b = self.track(wsclient.WSClient(d.host, d.port, "/join", handshake=False))
-        time.sleep(0.2)  # accepted before the stop
+        b = self.track(wsclient.WSClient(d.host, d.port, "/join", handshake=False, timeout=30))
+        b_port = b.sock.getsockname()[1]
+        harness.wait_for(lambda: "peer=127.0.0.1:%d accepted" % b_port in d.stderr(), 30,
+                         "wsrelay to accept B's connection before the stop")
+        wire = b"".join(wsclient.encode_frame(OP_TEXT, b"early%d" % i) for i in range(10))
+        errors = []
+
+        def handshake():
+            try:
+                b.handshake()   # the request goes now; the 101 comes once the daemon runs again
+            except BaseException as e:  # noqa: BLE001 - reported to the test
+                errors.append(e)
+
+        hs = threading.Thread(target=handshake, daemon=True)
         os.kill(d.proc.pid, signal.SIGSTOP)
-        resume = threading.Timer(0.3, os.kill, (d.proc.pid, signal.SIGCONT))
         try:
-            a.send_raw(b"".join(wsclient.encode_frame(OP_TEXT, b"early%d" % i) for i in range(10)))
-            time.sleep(0.05)
-            resume.start()
-            b.handshake()  # the request goes now; the 101 comes once the daemon runs again
+            # The kernel still takes in data for the stopped daemon: each wait ends once the
+            # bytes sit acknowledged, unread, in the daemon's socket. A's messages come first.
+            a.send_raw(wire)
+            harness.wait_for(lambda: harness.tcp_queues(a), 30, "A's messages to reach the stopped "
+                             "daemon's socket (TCP queues (unacked, unread))",
+                             until=lambda q: q == (0, len(wire)))
+            hs.start()
+            harness.wait_for(lambda: harness.tcp_queues(b), 30, "B's upgrade request to reach the "
+                             "stopped daemon's socket (TCP queues (unacked, unread))",
+                             until=lambda q: q[0] == 0 and q[1] > 0)
         finally:
-            resume.join()
-            os.kill(d.proc.pid, signal.SIGCONT)  # in case the timer never started
+            os.kill(d.proc.pid, signal.SIGCONT)
+        hs.join(60)
+        if errors:
+            raise errors[0]
+        self.assertFalse(hs.is_alive(), "B's handshake still waiting for its 101")
         self.assertEqual([a.recv_data().text for _ in range(10)], ["early%d" % i for i in range(10)])
         a.send_text("late")
         self.assertEqual(b.recv_data().text, "late")

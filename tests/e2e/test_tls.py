@@ -204,16 +204,14 @@ def log_lines_for_peer(d, port):
     return [l for l in d.stderr().splitlines() if tag in l + " "]
 
 
-def wait_log(d, predicate, timeout=5.0):
-    """Wait (bounded) until some stderr line satisfies predicate; return it or None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in d.stderr().splitlines():
-            if predicate(line):
-                return line
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
+def wait_log(d, predicate, what, timeout=30.0):
+    """Wait (bounded) until some stderr line satisfies predicate and return it; else fail
+    naming `what`, with the tail of the log."""
+    try:
+        return harness.wait_for(lambda: next(filter(predicate, d.stderr().splitlines()), None),
+                                timeout, what)
+    except AssertionError as e:
+        raise AssertionError("%s\n--- stderr tail ---\n%s" % (e, d.stderr()[-2000:])) from None
 
 
 def metric_value(text, sample):
@@ -471,6 +469,12 @@ class BadClientTest(TlsCase):
         return self.track(wsclient.WSClient(self.d.host, self.d.ports["tls"], handshake=False,
                                             timeout=5))
 
+    def wait_read(self, c, what):
+        """Wait until the daemon has read everything c sent (so the EOF or reset that follows
+        finds it mid-handshake, not still in the socket with the data)."""
+        harness.wait_for(lambda: harness.tcp_queues(c), 30, "wsrelay to read %s (TCP queues "
+                         "(unacked, unread))" % what, until=lambda q: q == (0, 0))
+
     def check_dropped(self, c, within, reason):
         t0 = time.monotonic()
         try:
@@ -480,10 +484,9 @@ class BadClientTest(TlsCase):
         return time.monotonic() - t0
 
     def check_logged(self, port, reason):
-        line = wait_log(self.d, lambda l: ("peer=127.0.0.1:%d " % port) in l and "closed" in l)
+        wait_log(self.d, lambda l: ("peer=127.0.0.1:%d " % port) in l and "closed" in l,
+                 "%s: a log line saying the connection closed" % reason)
         lines = log_lines_for_peer(self.d, port)
-        self.assertIsNotNone(line, "%s: no log line says the connection closed:\n%s" % (
-            reason, "\n".join(lines)))
         for l in lines:
             self.assertRegex(l, r"^<[67]>", "%s: logged above info" % reason)
         return lines
@@ -522,7 +525,7 @@ class BadClientTest(TlsCase):
         c = self.raw_tls()
         port = peer_port(c)
         c.send_raw(client_hello()[:50])
-        time.sleep(0.1)
+        self.wait_read(c, "the truncated ClientHello")
         c.sock.shutdown(socket.SHUT_WR)
         self.check_dropped(c, 3, "truncated ClientHello, then EOF")
         self.check_logged(port, "truncated ClientHello, then EOF")
@@ -531,7 +534,7 @@ class BadClientTest(TlsCase):
         c = self.raw_tls()
         port = peer_port(c)
         c.send_raw(client_hello()[:50])
-        time.sleep(0.1)
+        self.wait_read(c, "the truncated ClientHello")
         c.abort(rst=True)
         self.check_logged(port, "truncated ClientHello, then RST")
 
@@ -589,8 +592,7 @@ class CertificateReloadTest(TlsCase):
         d.send_signal(signal.SIGHUP)
         d.wait_notify("RELOADING=1", timeout=5)
         d.wait_notify("READY=1", timeout=5)
-        line = wait_log(d, lambda l: l.startswith("<3>") and key in l)
-        self.assertIsNotNone(line, "no err line naming %s:\n%s" % (key, d.stderr()[-2000:]))
+        line = wait_log(d, lambda l: l.startswith("<3>") and key in l, "an err line naming " + key)
         self.assertRegex(line, MISMATCH, line)
         self.assertTrue(d.alive())
         third = self.wss(d, "/rot")

@@ -26,16 +26,25 @@ def expect_refused(testcase, d, path, status, origin=None, headers=None):
         c.abort()
 
 
-def retry_connect(d, path, timeout=3.0, **kw):
+def retry_connect(d, path, timeout=30.0, **kw):
     """A slot was just freed; the server may need a moment to notice. Bounded retries."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return d.client(path, **kw)
-        except (wsclient.HandshakeError, wsclient.ConnectionClosed):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return harness.wait_for(lambda: d.client(path, **kw), timeout,
+                            "the freed slot: an upgrade to %s accepted" % path,
+                            ignore=(wsclient.HandshakeError, wsclient.ConnectionClosed))
+
+
+def admit_all(d, path, n):
+    """n clients connected at once; or, if one is refused, all dropped again and a note on how
+    many got in."""
+    cs = []
+    try:
+        for _ in range(n):
+            cs.append(d.client(path))
+        return cs
+    except (wsclient.HandshakeError, wsclient.ConnectionClosed) as e:
+        for c in cs:
+            c.abort()
+        return "%d of %d admitted: %s" % (len(cs), n, e)
 
 
 class LimitsTest(harness.DaemonTestCase):
@@ -165,20 +174,9 @@ class LimitsTest(harness.DaemonTestCase):
         self.churn(d, "/churn", 180)
         # Every slot must come back: 10 at once are admitted (the server may need a moment
         # to notice the last disconnects).
-        deadline = time.monotonic() + 5
-        while True:
-            cs = []
-            try:
-                for _ in range(10):
-                    cs.append(d.client("/after"))
-                break
-            except (wsclient.HandshakeError, wsclient.ConnectionClosed) as e:
-                for c in cs:
-                    c.abort()
-                if time.monotonic() > deadline:
-                    self.fail("only %d of max_connections=10 admitted after churn: %s" % (
-                        len(cs), e))
-                time.sleep(0.1)
+        cs = harness.wait_for(lambda: admit_all(d, "/after", 10), 30,
+                              "max_connections=10 clients admitted at once after churn",
+                              until=lambda r: isinstance(r, list))
         for c in cs:
             self.track(c)
         expect_refused(self, d, "/after", 503)
@@ -186,19 +184,9 @@ class LimitsTest(harness.DaemonTestCase):
     def test_member_count_survives_churn(self):
         d = self.start({"rooms": {"max_members": 3}})
         self.churn(d, "/members", 90)
-        deadline = time.monotonic() + 5
-        while True:
-            cs = []
-            try:
-                for _ in range(3):
-                    cs.append(d.client("/members"))
-                break
-            except (wsclient.HandshakeError, wsclient.ConnectionClosed) as e:
-                for c in cs:
-                    c.abort()
-                if time.monotonic() > deadline:
-                    self.fail("only %d of max_members=3 admitted after churn: %s" % (len(cs), e))
-                time.sleep(0.1)
+        cs = harness.wait_for(lambda: admit_all(d, "/members", 3), 30,
+                              "max_members=3 clients admitted at once after churn",
+                              until=lambda r: isinstance(r, list))
         for c in cs:
             self.track(c)
         expect_refused(self, d, "/members", 503)

@@ -355,8 +355,8 @@ class BrokenReloadTest(FaultCase):
                 else:
                     d.write_config(text)
                 d.send_signal(signal.SIGHUP)
-                d.wait_notify("RELOADING=1", timeout=5)
-                d.wait_notify("READY=1", timeout=5)
+                d.wait_notify("RELOADING=1", timeout=30)
+                d.wait_notify("READY=1", timeout=30)
                 errs = harness.wait_for(lambda: err_lines(d)[n_err:], 30,
                                         "%s: an err line" % what)
                 self.assertIn(path, errs[0], what)
@@ -368,7 +368,7 @@ class BrokenReloadTest(FaultCase):
         # A good file again: taken, and the old connections still work.
         d.update_config({"rooms": {"echo": False}, "limits": {"max_message_bytes": 5000}})
         d.send_signal(signal.SIGHUP)
-        d.wait_notify("READY=1", timeout=5)
+        d.wait_notify("READY=1", timeout=30)
         self.assertIn("configuration reloaded", d.stderr())    # logged before READY=1
         a.send_binary(b"y" * 1001)
         self.assertEqual(b.recv_data(timeout=10).data, b"y" * 1001)

@@ -94,11 +94,11 @@ class NotifyTest(harness.DaemonTestCase):
         d = self.start()
         self.assertTrue(any("READY=1" in m.split("\n") for m in d.notifications))
         d.send_signal(signal.SIGHUP)
-        m = d.wait_notify("RELOADING=1", timeout=5)
+        m = d.wait_notify("RELOADING=1", timeout=30)
         self.assertRegex(m, r"(^|\n)MONOTONIC_USEC=\d+", "RELOADING=1 without MONOTONIC_USEC")
-        d.wait_notify("READY=1", timeout=5)
+        d.wait_notify("READY=1", timeout=30)
         d.send_signal(signal.SIGTERM)
-        d.wait_notify("STOPPING=1", timeout=5)
+        d.wait_notify("STOPPING=1", timeout=30)
         self.assertEqual(d.wait(10), 0)
 
 

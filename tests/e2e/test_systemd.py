@@ -285,7 +285,7 @@ class NotifyTest(harness.DaemonTestCase):
         d = self.start()
         before = time.clock_gettime(time.CLOCK_MONOTONIC)
         d.send_signal(signal.SIGHUP)
-        m = d.wait_notify("RELOADING=1", timeout=5)
+        m = d.wait_notify("RELOADING=1", timeout=30)
         after = time.clock_gettime(time.CLOCK_MONOTONIC)
         usec = re.search(r"(?m)^MONOTONIC_USEC=(\d+)$", m)
         self.assertIsNotNone(usec, "RELOADING=1 without MONOTONIC_USEC=: %r" % m)
@@ -293,16 +293,16 @@ class NotifyTest(harness.DaemonTestCase):
         self.assertTrue(before - 0.01 <= t <= after + 0.01,
                         "MONOTONIC_USEC=%s is not CLOCK_MONOTONIC now (%.3f..%.3f s)" % (
                             usec.group(1), before, after))
-        ready = d.wait_notify("READY=1", timeout=5)
+        ready = d.wait_notify("READY=1", timeout=30)
         self.assertRegex(ready, r"(?m)^STATUS=\d+ WebSocket connections")
         # A reload that fails still ends with READY=1 (Type=notify-reload waits for it).
         d.write_config("[limits]\nmax_message_bytes = \"huge\"\n")
         d.send_signal(signal.SIGHUP)
-        d.wait_notify("RELOADING=1", timeout=5)
-        d.wait_notify("READY=1", timeout=5)
+        d.wait_notify("RELOADING=1", timeout=30)
+        d.wait_notify("READY=1", timeout=30)
         self.assertTrue(d.alive())
         d.send_signal(signal.SIGTERM)
-        d.wait_notify("STOPPING=1", timeout=5)
+        d.wait_notify("STOPPING=1", timeout=30)
         self.assertEqual(d.wait(10), 0)
 
     def watchdog_count(self, d, seconds):
@@ -340,8 +340,8 @@ class ReloadLimitsTest(harness.DaemonTestCase):
     def reload(self, d, over):
         d.update_config(over)
         d.send_signal(signal.SIGHUP)
-        d.wait_notify("RELOADING=1", timeout=5)
-        d.wait_notify("READY=1", timeout=5)
+        d.wait_notify("RELOADING=1", timeout=30)
+        d.wait_notify("READY=1", timeout=30)
         self.assertIn("configuration reloaded", d.stderr())
 
     def test_lower_max_message_bytes_applies_to_open_connection(self):

@@ -107,7 +107,7 @@ private:
 };
 
 void walk(const toml::table& root, const Walker& w, Config& c) {
-    w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room"});
+    w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room", "cluster"});
 
     if (const auto* s = w.table(root, "server", "server")) {
         w.only_keys(*s, "server.", {"www_root", "log_level", "healthz"});
@@ -241,6 +241,25 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         }
     }
 
+    if (const auto* k = w.table(root, "cluster", "cluster")) {
+        w.only_keys(*k, "cluster.", {"redis", "password_file", "channel_prefix", "node_id", "max_pending_bytes"});
+        w.string(*k, "redis", "cluster.redis", c.cluster.redis);
+        std::string error;
+        if (!c.cluster.redis.empty() && !parse_redis_url(c.cluster.redis, c.cluster, error))
+            w.fail(k->get("redis"), "cluster.redis", error);
+        w.string(*k, "password_file", "cluster.password_file", c.cluster.password_file);
+        w.string(*k, "channel_prefix", "cluster.channel_prefix", c.cluster.channel_prefix);
+        // Redis channel names are binary-safe, but a prefix is typed into redis-cli and ACL rules.
+        for (const char ch : c.cluster.channel_prefix)
+            if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7F)
+                w.fail(k->get("channel_prefix"), "cluster.channel_prefix", "must not contain spaces or control characters");
+        w.string(*k, "node_id", "cluster.node_id", c.cluster.node_id);
+        if (c.cluster.node_id.size() > 200)
+            w.fail(k->get("node_id"), "cluster.node_id", "at most 200 bytes");
+        w.integer(*k, "max_pending_bytes", "cluster.max_pending_bytes", c.cluster.max_pending_bytes, 65536,
+                  int64_t{1} << 40);
+    }
+
     if (const auto* r = w.table(root, "rooms", "rooms")) {
         w.only_keys(*r, "rooms.", {"echo", "max_members"});
         w.room(*r, "rooms.", c.rooms);
@@ -266,6 +285,90 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
 }
 
 }  // namespace
+
+bool parse_redis_url(std::string_view url, Cluster& out, std::string& error) {
+    out.host.clear();
+    out.unix_path.clear();
+    out.url_password.clear();
+    out.port = 6379;
+    out.db = 0;
+    if (url.starts_with("unix:")) {
+        out.unix_path = std::string(url.substr(5));
+        if (out.unix_path.empty() || out.unix_path.front() != '/') {
+            error = "expected \"unix:/absolute/path.sock\"";
+            return false;
+        }
+        return true;
+    }
+    if (!url.starts_with("redis://")) {
+        error = "expected \"redis://[:password@]host:port[/db]\" or \"unix:/path\"";
+        return false;
+    }
+    std::string_view rest = url.substr(8);
+    if (const size_t at = rest.rfind('@'); at != std::string_view::npos) {
+        std::string_view auth = rest.substr(0, at);
+        rest = rest.substr(at + 1);
+        if (auth.empty() || auth.front() != ':') {
+            error = "a password is written \"redis://:password@host:port\" (no user name)";
+            return false;
+        }
+        out.url_password = std::string(auth.substr(1));
+    }
+    std::string_view hostport = rest;
+    if (const size_t slash = rest.find('/'); slash != std::string_view::npos) {
+        hostport = rest.substr(0, slash);
+        const std::string_view db = rest.substr(slash + 1);
+        uint32_t n = 0;
+        const auto [end, ec] = std::from_chars(db.data(), db.data() + db.size(), n);
+        if (db.empty() || ec != std::errc{} || end != db.data() + db.size() || n > 100'000) {
+            error = "the database after '/' must be a number, got \"" + std::string(db) + "\"";
+            return false;
+        }
+        out.db = n;
+    }
+    std::string_view host = hostport;
+    std::string_view port;
+    if (hostport.starts_with('[')) {  // [IPv6]:port
+        const size_t close = hostport.find(']');
+        if (close == std::string_view::npos) {
+            error = "unterminated [IPv6 address]";
+            return false;
+        }
+        host = hostport.substr(1, close - 1);
+        const std::string_view after = hostport.substr(close + 1);
+        if (!after.empty()) {
+            if (after.front() != ':') {
+                error = "expected ':port' after the [IPv6 address]";
+                return false;
+            }
+            port = after.substr(1);
+        }
+    } else if (const size_t colon = hostport.rfind(':'); colon != std::string_view::npos) {
+        host = hostport.substr(0, colon);
+        port = hostport.substr(colon + 1);
+    }
+    if (host.empty()) {
+        error = "no host in \"" + std::string(hostport) + "\"";
+        return false;
+    }
+    if (!port.empty()) {
+        unsigned n = 0;
+        const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+        if (ec != std::errc{} || end != port.data() + port.size() || n == 0 || n > 65535) {
+            error = "bad port \"" + std::string(port) + "\"";
+            return false;
+        }
+        out.port = static_cast<uint16_t>(n);
+    }
+    out.host = std::string(host);
+    return true;
+}
+
+std::string Cluster::endpoint() const {
+    if (!unix_path.empty()) return "unix:" + unix_path;
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + (db ? "/" + std::to_string(db) : "");
+}
 
 bool Config::any_tls() const {
     for (const Listen& l : listen)

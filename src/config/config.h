@@ -51,6 +51,32 @@ struct Tls {
     bool operator==(const Tls&) const = default;
 };
 
+// [cluster]: rooms shared with other instances through a Redis pub/sub backplane.
+struct Cluster {
+    std::string redis;  // as written: "redis://[:password@]host:port[/db]" or "unix:/path"; empty: off
+    // Parsed from `redis` (valid whenever `redis` is not empty).
+    std::string host;         // TCP host (name or address); empty for a unix socket
+    uint16_t port = 6379;
+    std::string unix_path;    // unix socket path; empty for TCP
+    std::string url_password; // from the URL (password_file is preferred)
+    uint32_t db = 0;
+    std::string password_file;  // first line is the password; read at start and on reload
+    std::string channel_prefix = "wsrelay:";
+    std::string node_id;        // empty: hostname:pid
+    uint64_t max_pending_bytes = 16 << 20;
+    // Resolved by the daemon when it loads the file (never logged): password_file's first line,
+    // else the URL's password.
+    std::string password;
+    bool enabled() const noexcept { return !redis.empty(); }
+    // Where the link goes, for logs: "127.0.0.1:6379" or "unix:/run/redis/redis.sock" (no password).
+    std::string endpoint() const;
+    bool operator==(const Cluster&) const = default;
+};
+
+// Parses a [cluster] redis URL into `out` (host/port/unix_path/url_password/db). False with `error`
+// saying what is wrong.
+bool parse_redis_url(std::string_view url, Cluster& out, std::string& error);
+
 // What a per-connection limit does when it trips: close the connection with 1008, or drop the
 // message (and count it).
 enum class LimitAction : uint8_t { Close, Drop };
@@ -100,6 +126,8 @@ struct Config {
     uint64_t deflate_client_max_window_bits = 15;
     uint64_t deflate_level = 6;
     uint64_t deflate_min_bytes = 256;  // smaller messages are sent uncompressed
+
+    Cluster cluster;  // [cluster]
 
     // [rooms] and [[room]]
     RoomSettings rooms;

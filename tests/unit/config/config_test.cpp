@@ -32,6 +32,7 @@ void require_same_settings(const Config& a, const Config& b) {
         CHECK(a.listen[i].name == b.listen[i].name);
     }
     CHECK(a.tls == b.tls);
+    CHECK(a.cluster == b.cluster);
     CHECK(a.max_connections == b.max_connections);
     CHECK(a.max_connections_per_ip == b.max_connections_per_ip);
     CHECK(a.message_rate == b.message_rate);
@@ -224,6 +225,14 @@ TEST_CASE("config: errors name the file, line, column and key") {
         {"[[tls.sni]]\nserver_name = \"a.example\"\ncertificate = \"/a.pem\"\n",
          "/etc/wsrelay/test.toml:1:1: tls.sni[0].private_key: missing"},
         {"[tls]\ncert = \"x\"\n", "/etc/wsrelay/test.toml:2:8: tls.cert: unknown key"},
+        {"[cluster]\nredis = \"http://x\"\n", "/etc/wsrelay/test.toml:2:9: cluster.redis: expected \"redis://[:password@]host:port[/db]\" or \"unix:/path\""},
+        {"[cluster]\nredis = \"redis://h:99999\"\n", "/etc/wsrelay/test.toml:2:9: cluster.redis: bad port \"99999\""},
+        {"[cluster]\nredis = \"redis://user:pw@h:1\"\n", "/etc/wsrelay/test.toml:2:9: cluster.redis: a password is written"},
+        {"[cluster]\nredis = \"redis://h:1/x\"\n", "/etc/wsrelay/test.toml:2:9: cluster.redis: the database after '/' must be a number"},
+        {"[cluster]\nredis = \"unix:relative.sock\"\n", "/etc/wsrelay/test.toml:2:9: cluster.redis: expected \"unix:/absolute/path.sock\""},
+        {"[cluster]\nchannel_prefix = \"a b\"\n", "/etc/wsrelay/test.toml:2:18: cluster.channel_prefix: must not contain spaces"},
+        {"[cluster]\nmax_pending_bytes = 1000\n", "/etc/wsrelay/test.toml:2:21: cluster.max_pending_bytes: must be between 65536 and"},
+        {"[cluster]\nhost = \"x\"\n", "/etc/wsrelay/test.toml:2:8: cluster.host: unknown key"},
         {"[limits]\nmax_connections = 1\nmax_connections = 2\n", "/etc/wsrelay/test.toml:3:19: syntax error: Error while parsing key-value pair: cannot redefine existing integer 'max_connections'"},
     };
     for (const Case& c : cases) {
@@ -256,4 +265,73 @@ TEST_CASE("config: durations") {
         INFO(bad);
         CHECK_FALSE(wsrelay::config::parse_duration_ms(bad, ms));
     }
+}
+
+TEST_CASE("config: [cluster] redis URLs") {
+    using wsrelay::config::Cluster;
+    struct Case {
+        const char* url;
+        const char* host;
+        uint16_t port;
+        const char* unix_path;
+        const char* password;
+        uint32_t db;
+        const char* endpoint;
+    };
+    const Case cases[] = {
+        {"redis://127.0.0.1:6379", "127.0.0.1", 6379, "", "", 0, "127.0.0.1:6379"},
+        {"redis://10.0.0.7", "10.0.0.7", 6379, "", "", 0, "10.0.0.7:6379"},
+        {"redis://:s3cr@t:x@redis.internal:7000/2", "redis.internal", 7000, "", "s3cr@t:x", 2, "redis.internal:7000/2"},
+        {"redis://[::1]:6380", "::1", 6380, "", "", 0, "[::1]:6380"},
+        {"redis://[fd00::5]/3", "fd00::5", 6379, "", "", 3, "[fd00::5]:6379/3"},
+        {"unix:/run/redis/redis-server.sock", "", 6379, "/run/redis/redis-server.sock", "", 0,
+         "unix:/run/redis/redis-server.sock"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.url);
+        Cluster k;
+        std::string error;
+        REQUIRE(wsrelay::config::parse_redis_url(c.url, k, error));
+        CHECK(k.host == c.host);
+        CHECK(k.port == c.port);
+        CHECK(k.unix_path == c.unix_path);
+        CHECK(k.url_password == c.password);
+        CHECK(k.db == c.db);
+        CHECK(k.endpoint() == c.endpoint);  // never the password
+    }
+    for (const char* bad : {"", "redis://", "redis://:6379", "redis://h:0", "redis://h:65536", "redis://h:12ab",
+                            "redis://[::1", "redis://[::1]x", "redis://h/", "redis://h/-1", "rediss://h:1",
+                            "unix:", "tcp://h:1"}) {
+        INFO(bad);
+        Cluster k;
+        std::string error;
+        CHECK_FALSE(wsrelay::config::parse_redis_url(bad, k, error));
+        CHECK_FALSE(error.empty());
+    }
+}
+
+TEST_CASE("config: [cluster] keys and their defaults") {
+    const Config d = wsrelay::config::default_config();
+    CHECK_FALSE(d.cluster.enabled());
+    CHECK(d.cluster.channel_prefix == "wsrelay:");
+    CHECK(d.cluster.max_pending_bytes == 16u << 20);
+    const auto r = parse_config(R"(
+[cluster]
+redis = "redis://127.0.0.1:6390/1"
+password_file = "/etc/wsrelay/redis.pass"
+channel_prefix = "chat:"
+node_id = "edge-1"
+max_pending_bytes = 1048576
+)", "cluster.toml");
+    INFO(r.error);
+    REQUIRE(r.ok);
+    const auto& k = r.config.cluster;
+    CHECK(k.enabled());
+    CHECK(k.host == "127.0.0.1");
+    CHECK(k.port == 6390);
+    CHECK(k.db == 1);
+    CHECK(k.password_file == "/etc/wsrelay/redis.pass");
+    CHECK(k.channel_prefix == "chat:");
+    CHECK(k.node_id == "edge-1");
+    CHECK(k.max_pending_bytes == 1048576);
 }

@@ -13,10 +13,13 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cluster/link.h"
 #include "config/config.h"
 #include "daemon/journal.h"
 #include "daemon/notify.h"
@@ -135,6 +138,19 @@ std::optional<config::Config> load(const Options& opts, std::string& error) {
             c.listen.push_back(std::move(l));
         }
     }
+    if (c.cluster.enabled()) {
+        c.cluster.password = c.cluster.url_password;
+        if (!c.cluster.password_file.empty()) {
+            // Its first line, without the newline; the file should be readable by the service only.
+            std::ifstream in(c.cluster.password_file);
+            if (!in || !std::getline(in, c.cluster.password)) {
+                error = c.source + ": cluster.password_file: cannot read \"" + c.cluster.password_file + "\"" +
+                        (errno ? std::string(" (") + std::strerror(errno) + ")" : std::string());
+                return std::nullopt;
+            }
+            if (!c.cluster.password.empty() && c.cluster.password.back() == '\r') c.cluster.password.pop_back();
+        }
+    }
     if (!c.www_root.empty()) {
         struct stat st{};
         if (::stat(c.www_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -215,8 +231,17 @@ bool load_tls(const config::Config& c, std::shared_ptr<io::TlsContexts>& out, st
 std::string status_line(relay::Server& s, double messages_per_s = 0) {
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.0f", messages_per_s);
-    return std::to_string(s.hub().member_count()) + " WebSocket connections (" + std::to_string(s.open_connections()) +
-           " in all), " + std::to_string(s.hub().room_count()) + " rooms, " + rate + " messages/s in";
+    std::string line = std::to_string(s.hub().member_count()) + " WebSocket connections (" +
+                       std::to_string(s.open_connections()) + " in all), " + std::to_string(s.hub().room_count()) +
+                       " rooms, " + rate + " messages/s in";
+    if (s.stats().cluster) line += s.stats().cluster_up ? ", cluster link up" : ", cluster link DOWN";
+    return line;
+}
+
+// What of [cluster] a reload cannot change (the link keeps its connection and identity).
+bool cluster_needs_restart(const config::Cluster& a, const config::Cluster& b) {
+    return a.redis != b.redis || a.channel_prefix != b.channel_prefix || a.node_id != b.node_id ||
+           a.max_pending_bytes != b.max_pending_bytes;
 }
 
 constexpr uint64_t kStatusIntervalMs = 5000;
@@ -245,6 +270,10 @@ int main(int argc, char** argv) {
         for (const config::Listen& l : cfg->listen)
             std::printf("listen %s (%s%s%s)\n", l.address.c_str(), l.tls ? "wss" : "ws", l.name.empty() ? "" : ", name ",
                         l.name.c_str());
+        if (cfg->cluster.enabled())
+            std::printf("cluster redis %s (channels %sroom:<path>, node %s)\n", cfg->cluster.endpoint().c_str(),
+                        cfg->cluster.channel_prefix.c_str(),
+                        cfg->cluster.node_id.empty() ? "hostname:pid" : cfg->cluster.node_id.c_str());
         std::printf("%s: configuration is valid\n", cfg->source.c_str());
         return 0;
     }
@@ -255,6 +284,13 @@ int main(int argc, char** argv) {
     try {
         io::EventLoop loop;
         relay::Server server(loop, *cfg, open_listeners(*cfg, cfg->explicit_listen), tls);
+        // [cluster]: rooms shared through Redis. Declared after the server: it goes first.
+        std::unique_ptr<cluster::RedisLink> link;
+        if (cfg->cluster.enabled()) {
+            link = std::make_unique<cluster::RedisLink>(server, loop, cfg->cluster, cfg->cluster.password);
+            server.hub().set_backplane(link.get());
+            server.add_periodic(cluster::RedisLink::kTickMs, [&] { link->tick(); });
+        }
         daemon::Signals signals(loop, {
             [&](int signo) {
                 daemon::notify_stopping("shutting down");
@@ -268,6 +304,14 @@ int main(int argc, char** argv) {
                 if (!fresh || !load_tls(*fresh, fresh_tls, why)) {
                     WSLOG_ERR("reload failed, keeping the running configuration and certificates: %s", why.c_str());
                 } else {
+                    const config::Cluster was = server.config().cluster;
+                    if (cluster_needs_restart(was, fresh->cluster)) {
+                        WSLOG_WARNING("reload: [cluster] redis, channel_prefix, node_id and max_pending_bytes change only on restart; keeping %s",
+                                      was.enabled() ? ("redis " + was.endpoint()).c_str() : "no cluster");
+                        fresh->cluster = was;  // what runs, until the restart
+                    } else if (link) {
+                        link->set_password(fresh->cluster.password);  // used from the next connection on
+                    }
                     server.apply_config(std::move(*fresh), std::move(fresh_tls));
                     WSLOG_NOTICE("configuration reloaded from %s", server.config().source.c_str());
                 }

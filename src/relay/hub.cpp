@@ -18,6 +18,9 @@ const FramePtr& Outgoing::deflated(int window_bits) {
 }
 
 void Room::broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin) {
+    // A local member's message goes to the other instances too (recorded now, published at the
+    // end of the turn); one from another instance (origin null) came from there.
+    if (origin && hub_.backplane_) hub_.backplane_->publish(name_, op, payload);
     Outgoing message(hub_, op, payload);
     const bool batchable = (settings_.echo || !origin) && proto::frame_header_size(payload.size(), false) +
                                                                payload.size() <= kBatchFrameMax;
@@ -88,6 +91,11 @@ Hub::~Hub() {
     for (auto& [name, room] : rooms_) room->members_.clear();
 }
 
+Room* Hub::find(std::string_view name) noexcept {
+    const auto it = rooms_.find(name);
+    return it == rooms_.end() || it->second->size() == 0 ? nullptr : it->second.get();
+}
+
 Room& Hub::room(std::string_view name, const config::Config& config) {
     if (const auto it = rooms_.find(name); it != rooms_.end()) return *it->second;
     auto r = std::make_unique<Room>(*this, std::string(name), config.room_settings(name));
@@ -100,7 +108,10 @@ void Hub::join(Room& room, Connection& c) {
     room.seal();  // messages batched before it joined are not for it
     room.members_.push_back(c);
     if (c.takes_compressed()) ++room.deflate_members_;
-    if (room.size_++ == 0) ++nonempty_rooms_;
+    if (room.size_++ == 0) {
+        ++nonempty_rooms_;
+        if (backplane_) backplane_->room_active(room.name());
+    }
     ++members_;
 }
 
@@ -114,6 +125,7 @@ void Hub::leave(Room& room, Connection& c) {
     if (--room.size_ == 0) {
         --nonempty_rooms_;
         maybe_empty_.push_back(room.name());
+        if (backplane_) backplane_->room_inactive(room.name());
     }
     // The messages batched this turn while it was a member are for it too: it takes its share now,
     // before whatever it queues next (its close frame). The batch stays pending for the others.

@@ -39,6 +39,23 @@ namespace wsrelay::relay {
 
 class Hub;
 
+// Another instance's view of the rooms (the cluster link, src/cluster/): it hears of every message
+// a local member relays, and of rooms gaining their first or losing their last local member. It
+// delivers what other instances relay through Hub::find() and Room::broadcast(origin = nullptr),
+// which it never hears of again. Calls come from inside walks over members: an implementation only
+// records what to do and does it in flush(), once per loop turn.
+class Backplane {
+public:
+    virtual void publish(std::string_view room, proto::Opcode op, std::span<const std::byte> payload) = 0;
+    virtual void room_active(std::string_view room) = 0;
+    virtual void room_inactive(std::string_view room) = 0;
+    // End of a loop turn, after the rooms' batches are sealed: send what was recorded.
+    virtual void flush() = 0;
+
+protected:
+    ~Backplane() = default;
+};
+
 // One message on its way to the members of a room. Its frame is built lazily, once per form that a
 // recipient needs — plain, or compressed for a given window size — and every recipient of that form
 // shares the same bytes.
@@ -117,6 +134,13 @@ public:
 
     // The room for `name`, created with `settings` if it does not exist.
     Room& room(std::string_view name, const config::Config& config);
+    // The room for `name` if it has members; else null.
+    Room* find(std::string_view name) noexcept;
+    // The cluster link, if any (not owned); see Backplane.
+    void set_backplane(Backplane* b) noexcept { backplane_ = b; }
+    void flush_backplane() {
+        if (backplane_) backplane_->flush();
+    }
     void join(Room& room, Connection& c);
     // Unlinks `c` and hands it its share of the room's pending batch (which may close it: a nested
     // leave() is a no-op). Never touches another member.
@@ -140,6 +164,7 @@ private:
     std::unordered_map<std::string_view, std::unique_ptr<Room>> rooms_;
     std::vector<std::string> maybe_empty_;
     util::IntrusiveList<Room, &Room::batch_hook_> batched_;  // rooms with a pending batch
+    Backplane* backplane_ = nullptr;
     size_t members_ = 0;  // WebSocket connections in any room
     size_t nonempty_rooms_ = 0;
     int deflate_level_ = 6;

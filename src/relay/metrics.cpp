@@ -65,6 +65,22 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     labelled(o, "wsrelay_http_errors_total", "status", "other", s.refusals.back());
     metric(o, "wsrelay_accept_pauses_total", "counter", "Times accepting paused for lack of file descriptors.",
            s.accept_pauses);
+    if (s.cluster) {
+        metric(o, "wsrelay_cluster_link_up", "gauge", "1 while the Redis backplane link is up, else 0.", s.cluster_up);
+        metric(o, "wsrelay_cluster_messages_published_total", "counter", "Messages published to the Redis backplane.",
+               s.cluster_published);
+        metric(o, "wsrelay_cluster_publishes_total", "counter",
+               "PUBLISH commands sent (one per room per loop turn, carrying that turn's messages).", s.cluster_publishes);
+        metric(o, "wsrelay_cluster_messages_received_total", "counter",
+               "Messages from other instances delivered to local members.", s.cluster_received);
+        metric(o, "wsrelay_cluster_messages_dropped_total", "counter",
+               "Messages not published for remote members: link down or cluster.max_pending_bytes reached.",
+               s.cluster_dropped);
+        metric(o, "wsrelay_cluster_reconnects_total", "counter", "Redis links re-established after a loss.",
+               s.cluster_reconnects);
+        metric(o, "wsrelay_cluster_subscribed_rooms", "gauge", "Rooms subscribed on Redis (rooms with local members).",
+               s.cluster_subscribed_rooms);
+    }
     return o;
 }
 

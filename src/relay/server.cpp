@@ -283,6 +283,7 @@ bool Server::turn(int max_wait_ms) {
     // 2. Write before sleep: the rooms' batches of this turn go to their members, then one flush
     // per dirty connection.
     hub_.seal_batches();
+    hub_.flush_backplane();  // this turn's messages to the other instances: a PUBLISH per room
     while (Connection* c = dirty_.pop_front()) c->flush();
     // 3. Free what was retired this turn; no handler holds a pointer to it any more.
     free_retired();

@@ -27,6 +27,15 @@ struct Stats {
     uint64_t messages_dropped_slow_consumer = 0;
     uint64_t messages_dropped_rate_limit = 0;
     uint64_t accept_pauses = 0;
+    // [cluster]: the Redis backplane (cluster/link.*), reported only when it is configured.
+    bool cluster = false;
+    bool cluster_up = false;
+    uint64_t cluster_published = 0;        // messages published to Redis
+    uint64_t cluster_publishes = 0;        // PUBLISH commands (a loop turn's messages of a room share one)
+    uint64_t cluster_received = 0;         // messages from other instances, delivered here
+    uint64_t cluster_dropped = 0;          // messages not published: link down or max_pending_bytes reached
+    uint64_t cluster_reconnects = 0;       // links re-established after a loss
+    uint64_t cluster_subscribed_rooms = 0; // rooms subscribed on Redis (rooms with local members)
     std::array<uint64_t, kCloseCodes.size() + 1> closes{};            // by kCloseCodes, then other
     std::array<uint64_t, kRefusalStatuses.size() + 1> refusals{};     // error responses by status, then other
 

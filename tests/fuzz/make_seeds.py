@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Writes the seed corpora of the fuzz targets: corpus/handshake, frame, utf8, config, connection.
+"""Writes the seed corpora of the fuzz targets: corpus/handshake, frame, utf8, config, connection,
+deflate, envelope.
 
 Every seed is [control byte][payload]; the control byte is decoded by the target (see the header
 comment of each fuzz_*.cpp): limits or decoder options, and how the payload is cut into reads.
@@ -389,6 +390,28 @@ def deflate_seeds():
     write(s, "plain_input", 0xC0, "some plain text to compress 中文".encode() * 10)
 
 
+def envelope_seeds():
+    # [limit / 64][envelope]: "WSR1", u8 node id length, node id, then per message u8 opcode,
+    # u32 big-endian length, payload (cluster/envelope.h).
+    def env(node, messages):
+        out = b"WSR1" + bytes([len(node)]) + node
+        for op, payload in messages:
+            out += bytes([op]) + struct.pack("!I", len(payload)) + payload
+        return out
+
+    s = "envelope"
+    write(s, "one_text", 255, env(b"host:1", [(1, "héllo 你好".encode())]))
+    write(s, "batch", 255, env(b"node-a", [(1, b"a"), (2, bytes(range(256))), (1, b""), (2, b"\0" * 100)]))
+    write(s, "empty_node", 16, env(b"", [(2, b"x" * 1000)]))
+    write(s, "over_limit", 1, env(b"n", [(2, b"y" * 65)]))
+    write(s, "bad_utf8", 255, env(b"n", [(1, b"\xc3\x28")]))
+    write(s, "bad_opcode", 255, env(b"n", [(9, b"ping")]))
+    write(s, "truncated", 255, env(b"n", [(1, b"hello")])[:-2])
+    write(s, "no_messages", 255, env(b"node", []))
+    write(s, "channel_name", 0, b"wsrelay:room:/lobby")
+    write(s, "not_ours", 255, b"PING")
+
+
 def main():
     handshake_seeds()
     frame_seeds()
@@ -396,6 +419,7 @@ def main():
     config_seeds()
     connection_seeds()
     deflate_seeds()
+    envelope_seeds()
     total = 0
     for root, _, files in os.walk(os.path.join(HERE, "corpus")):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -108,7 +108,7 @@ std::string run_seed(uint64_t seed) {
         const int room = static_cast<int>(rng() % 2);
         Client& c = rig.connect(tls, sndbuf, rcvbuf, room ? "/b" : "/a", cfg.deflate && rng() % 2);
         const int reader = pressure == Pressure::None ? static_cast<int>(rng() % 2) : static_cast<int>(rng() % 3);
-        members.push_back({&c, static_cast<uint32_t>(members.size()), room, reader, full_time});
+        members.push_back({&c, static_cast<uint32_t>(members.size()), room, reader, full_time, false, 0, {}});
     };
     const int initial = 2 + static_cast<int>(rng() % 4);
     for (int i = 0; i < initial; ++i) add_member(true);

@@ -16,29 +16,18 @@
 #include <vector>
 
 #include "io/transport.h"
+#include "self_signed.h"
 
 using namespace wsrelay::io;
 
 namespace {
 
-// A self-signed P-256 certificate for the server side; the client does not verify it.
+// A self-signed certificate for the server side; the client does not verify it.
 SslCtxPtr server_context() {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    REQUIRE(key);
-    X509* cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    REQUIRE(X509_sign(cert, key, EVP_sha256()) > 0);
+    const wsrelay::test::SelfSigned s = wsrelay::test::self_signed();
     SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-    REQUIRE(SSL_CTX_use_certificate(ctx.get(), cert) == 1);
-    REQUIRE(SSL_CTX_use_PrivateKey(ctx.get(), key) == 1);
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    REQUIRE(SSL_CTX_use_certificate(ctx.get(), s.cert.get()) == 1);
+    REQUIRE(SSL_CTX_use_PrivateKey(ctx.get(), s.key.get()) == 1);
     // The same modes as the daemon's contexts (io/tls_context.cpp).
     SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx.get(), 1);

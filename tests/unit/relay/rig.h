@@ -30,37 +30,27 @@
 #include "io/tls_context.h"
 #include "io/transport.h"
 #include "relay/server.h"
+#include "self_signed.h"
 #include "util/log.h"
 
 namespace wsrelay::test {
 
-// A self-signed P-256 certificate and key, as PEM, made once per process.
+// A throwaway certificate and key (self_signed.h) as PEM, made once per process.
 inline io::TlsCertificate throwaway_certificate() {
     static const io::TlsCertificate cert = [] {
-        EVP_PKEY* key = EVP_EC_gen("P-256");
-        X509* x = X509_new();
-        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-        X509_gmtime_adj(X509_getm_notBefore(x), 0);
-        X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-        X509_set_pubkey(x, key);
-        X509_NAME* name = X509_get_subject_name(x);
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-        X509_set_issuer_name(x, name);
-        X509_sign(x, key, EVP_sha256());
+        const SelfSigned s = self_signed();
         auto pem = [](auto write) {
             BIO* b = BIO_new(BIO_s_mem());
             write(b);
             char* data = nullptr;
             const long n = BIO_get_mem_data(b, &data);
-            std::string s(data, static_cast<size_t>(n));
+            std::string text(data, static_cast<size_t>(n));
             BIO_free(b);
-            return s;
+            return text;
         };
         io::TlsCertificate c;
-        c.certificate = pem([&](BIO* b) { PEM_write_bio_X509(b, x); });
-        c.private_key = pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
-        X509_free(x);
-        EVP_PKEY_free(key);
+        c.certificate = pem([&](BIO* b) { PEM_write_bio_X509(b, s.cert.get()); });
+        c.private_key = pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, s.key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
         return c;
     }();
     return cert;

@@ -6,9 +6,9 @@
 #
 # Builds the .deb with packaging/build-deb.sh (unless --deb names one), debootstraps a Debian 12
 # root once (cached in $WSRELAY_E2E_CACHE, default /var/cache/wsrelay-e2e; the package's runtime
-# dependencies are added to the cache the first time they are needed; the copy drops those that
-# only an earlier version of the package needed), boots a copy of it with
-# `systemd-nspawn -b` on a private network (no network at all inside), and runs
+# dependencies, and redis-server for the [cluster] check, are added to the cache the first time
+# they are needed; the copy drops those that only an earlier version of the package needed), boots
+# a copy of it with `systemd-nspawn -b` on a private network (no network at all inside), and runs
 # packaging/e2e/checks.py in it through nsenter. That script prints one line per check (the six
 # of issue 10, then the extra ones) and "N passed, N failed".
 #
@@ -170,12 +170,17 @@ flock 9
 # The package's runtime dependencies go into the cache too: the container has no network, like a
 # machine whose operator ran `apt install` on a package whose dependencies apt had fetched.
 deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/:any//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
+# And what the checks need beside it: redis-server (the package Suggests it), the backplane of the
+# [cluster] check. Its dependencies (redis-tools, libjemalloc2, liblzf1, libatomic1) include none of
+# wsrelay's libraries but those a minimal Debian has anyway (libc6, libssl3, libsystemd0): redis
+# bundles its own hiredis, so a Depends without libhiredis0.14 still fails the checks.
+test_deps=redis-server
 need=()
-for d in $deps; do
+for d in $deps $test_deps; do
     chroot "$base/root" dpkg-query -W -f='${db:Status-Abbrev}' "$d" 2>/dev/null | grep -q '^ii' || need+=("$d")
 done
 if [ ${#need[@]} -gt 0 ]; then
-    say "adding the package's dependencies to the cache: ${need[*]}"
+    say "adding the package's dependencies and the checks' to the cache: ${need[*]}"
     nspawn_run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
         </dev/null >"$base/deps.log" 2>&1 ||
     nspawn_run sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"' \
@@ -188,10 +193,11 @@ say "copying the cached root"
 cp -a --reflink=auto "$base/root" "$root" || die "cp of the cached root failed"
 flock -u 9
 # The cache keeps what apt added for any earlier package's Depends (debootstrap installs with dpkg,
-# so apt's history lists exactly those). In the copy, whatever this package does not need goes
-# (apt-mark auto, then autoremove; removing needs no network): the container is a minimal Debian
-# plus this package's dependencies, so a dependency the package forgot to declare fails a check.
-# (procps, for one: /bin/kill is in it, and wsrelay.service's ExecReload= must not need it.)
+# so apt's history lists exactly those). In the copy, whatever this package and the checks do not
+# need goes (apt-mark auto, then autoremove; removing needs no network): the container is a minimal
+# Debian plus this package's dependencies and redis-server, so a dependency the package forgot to
+# declare fails a check. (procps, for one: /bin/kill is in it, and wsrelay.service's ExecReload=
+# must not need it.)
 installed_in_copy() { chroot "$root" dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'; }
 added=""
 for p in $(sed -n 's/^Install: //p' "$root/var/log/apt/history.log" 2>/dev/null | sed 's/([^)]*)//g' |
@@ -200,7 +206,7 @@ for p in $(sed -n 's/^Install: //p' "$root/var/log/apt/history.log" 2>/dev/null 
 done
 if [ -n "$added" ]; then
     needed=""
-    for d in $deps; do installed_in_copy "$d" && needed="$needed $d"; done
+    for d in $deps $test_deps; do installed_in_copy "$d" && needed="$needed $d"; done
     nspawn_at "$root" -M "wsrelay-e2e-prune-$$" sh -c 'needed=$1; shift; apt-mark auto "$@" >/dev/null &&
         { [ -z "$needed" ] || apt-mark manual $needed >/dev/null; } &&
         DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -q' sh "$needed" $added \

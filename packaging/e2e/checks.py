@@ -29,6 +29,12 @@ The six checks of issue 10, then three that prove the rest of the packaging prom
   8. An upgrade (the same package as version +1) keeps the edited conffile, does not restart the
      socket (it keeps listening), moves the running service to the new binary (its client gets
      1001), and a purge afterwards again leaves nothing behind.
+  9. Rooms across instances: with redis-server installed beside wsrelay (its unit running) and
+     `[cluster] redis = "redis://127.0.0.1:6379"` added to the conffile, `systemctl restart wsrelay`
+     and a second instance (a transient unit with the same conffile, listening on 127.0.0.1:8090)
+     both log the link up and say so in STATUS=; a message sent to one instance reaches a member of
+     the same room on the other, both ways, exactly once. (Check 8 purged the package: this one
+     installs it again, and purges it afterwards.)
 
 Prints one line per check and "N passed, N failed"; with -v (or on failure) the evidence follows
 each check line, indented. Exit status: 0 all passed, 1 otherwise.
@@ -55,6 +61,10 @@ CONF = "/etc/wsrelay/wsrelay.toml"
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+# Check 9: Debian's redis-server listens there (and on no unix socket unless configured).
+REDIS_URL = "redis://127.0.0.1:6379"
+SECOND_UNIT = "wsrelay-e2e-second.service"
+SECOND_PORT = 8090
 # The MESSAGE_ID of wsrelay-failed@.service's "what to do" entries.
 HINT_MESSAGE_ID = "22588667e0e94b848d469741571f2375"
 
@@ -592,6 +602,102 @@ def check_upgrade(c):
     c.note("purged after the upgrade: nothing left")
 
 
+def redis_cli(*args):
+    return run(["redis-cli", "-h", "127.0.0.1", "-p", "6379"] + list(args), check=False).stdout.strip()
+
+
+def expect_nothing_more(clients, wait=0.5):
+    """Each client has no further message: a message must arrive once, not again via Redis."""
+    for cl in clients:
+        try:
+            m = cl.recv_message(timeout=wait)
+        except wsclient.Timeout:
+            continue
+        raise Failure("a member of the room got one more message: %r" % (m,))
+
+
+def check_cluster(c):
+    installed = run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "wsrelay"], check=False).stdout.startswith("ii")
+    if not installed:
+        p = run(["apt", "install", "-y", State.deb], timeout=600)
+        c.note("$ apt install -y %s (purged by check 8): %s" % (State.deb, tail(p.stdout, 1)))
+    original = read(CONF)
+    room = "/e2e-cluster"
+    channel = "wsrelay:room:" + room  # cluster.channel_prefix's default, then room:<path>
+    units = ("wsrelay.service", SECOND_UNIT)
+    clients = []
+    try:
+        # Installed with the container (e2e.sh adds it to the cached root): the package's
+        # redis-server.service is enabled, so the boot started it.
+        c.note("redis-server.service: %s, %s" % (
+            run(["systemctl", "is-enabled", "redis-server"], check=False).stdout.strip(), state("redis-server")))
+        if state("redis-server") != "active":
+            run(["systemctl", "start", "redis-server"], timeout=60)
+            c.note("$ systemctl start redis-server: " + state("redis-server"))
+        pong = wait_for(lambda: redis_cli("ping") == "PONG", timeout=15)
+        expect(pong, "redis-server does not answer PING on 127.0.0.1:6379 (state: %s)" % state("redis-server"))
+        version = re.search(r"(?m)^redis_version:(\S+)", redis_cli("info", "server"))
+        c.note("$ redis-cli -h 127.0.0.1 ping: PONG (redis %s)" % (version.group(1) if version else "?"))
+
+        cursor = journal_cursor()
+        write(CONF, original.rstrip("\n") + '\n\n[cluster]\nredis = "%s"\n' % REDIS_URL)
+        # Not a reload: a running instance keeps its link (a changed redis URL needs a restart).
+        run(["systemctl", "restart", "wsrelay"], timeout=60)
+        # The second instance: the same conffile, its own listener instead of the packaged ones
+        # (--listen replaces them all, so it needs no certificate), sandboxed as a transient user.
+        # Type=notify: systemd-run returns once it sent READY=1, or fails with it.
+        p = run(["systemd-run", "--unit", SECOND_UNIT, "-p", "Type=notify", "-p", "DynamicUser=yes",
+                 "/usr/sbin/wsrelay", "--config", CONF, "--listen", "127.0.0.1:%d" % SECOND_PORT], timeout=60)
+        c.note("[cluster] redis = %s added to %s; `systemctl restart wsrelay`; `systemd-run --unit %s "
+               "-p Type=notify -p DynamicUser=yes /usr/sbin/wsrelay --config %s --listen 127.0.0.1:%d`: %s" % (
+                   REDIS_URL, CONF, SECOND_UNIT, CONF, SECOND_PORT, p.stderr.strip()))
+        for unit in units:
+            up = journal_wait(unit, cursor, r"^cluster: redis link to 127\.0\.0\.1:6379 up \(", timeout=20)
+            for e in journal(unit, cursor):
+                if "cluster" in e.get("MESSAGE", ""):
+                    c.note("$ journalctl -u %s: <%s> %s" % (unit.replace(".service", ""), e.get("PRIORITY"), e["MESSAGE"]))
+            expect(up, "%s: no 'cluster: redis link to 127.0.0.1:6379 up' in its journal (%s)" % (unit, state(unit)))
+            expect(up[0].get("PRIORITY") == "5", "the link-up line has priority %s, want 5 (notice)" % up[0].get("PRIORITY"))
+        # STATUS= is refreshed every 5 s: the first one, at READY=1, may predate the link.
+        wait_for(lambda: all("cluster link up" in prop(u, "StatusText") for u in units), timeout=15)
+        for unit in units:
+            status = prop(unit, "StatusText")
+            c.note("%s STATUS=%s" % (unit, status))
+            expect("cluster link up" in status, "%s: STATUS= does not say the cluster link is up: %r" % (unit, status))
+
+        a = connect(room)
+        clients.append(a)
+        b = wsclient.WSClient("127.0.0.1", SECOND_PORT, room, timeout=15)
+        clients.append(b)
+        # Each instance subscribes the room's channel once the room has a local member; until both
+        # subscriptions reach Redis, a publication would find no other instance.
+        def numsub():  # redis-cli prints the channel, then its count
+            count = redis_cli("pubsub", "numsub", channel).splitlines()[-1:]
+            return int(count[0]) if count and count[0].isdigit() else 0
+
+        subscribed = wait_for(lambda: numsub() == 2, timeout=10)
+        c.note("ws://127.0.0.1%s (wsrelay.service) and ws://127.0.0.1:%d%s (%s) connected; "
+               "`redis-cli pubsub numsub %s`: %d" % (room, SECOND_PORT, room, SECOND_UNIT, channel, numsub()))
+        expect(subscribed, "Redis channel %s has %d subscribers, want 2 (one per instance)" % (channel, numsub()))
+        relay(a, [a, b], "from the packaged instance")
+        relay(b, [a, b], b"\x00\x01binary from the second instance\xff")
+        expect_nothing_more([a, b])
+        c.note("text packaged->second and binary second->packaged relayed (each sender got its echo), once each")
+        for cl in (a, b):
+            code, _ = cl.close(1000, b"bye")
+            expect(code == 1000, "close answered with %r, want 1000" % code)
+    finally:
+        for cl in clients:
+            cl.abort()
+        run(["systemctl", "stop", SECOND_UNIT], check=False, timeout=60)
+        run(["systemctl", "reset-failed", SECOND_UNIT], check=False)
+        write(CONF, original)
+        if installed:
+            run(["systemctl", "restart", "wsrelay"], check=False, timeout=60)  # without [cluster] again
+        else:
+            run(["apt", "purge", "-y", "wsrelay"], check=False, timeout=300)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--deb", required=True, help="the wsrelay_<version>_<arch>.deb to test")
@@ -610,6 +716,7 @@ def main():
     Check(7, "port in use / missing key: apt install succeeds, the units fail, the journal says why and what to do").run(
         check_failures_do_not_fail_install)
     Check(8, "upgrade keeps the edited conffile and the socket, restarts the service; purge is clean").run(check_upgrade)
+    Check(9, "[cluster] redis: a message sent to one instance reaches a member on a second one, both ways").run(check_cluster)
 
     passed = sum(Check.results)
     failed = len(Check.results) - passed

@@ -186,7 +186,7 @@ void RedisLink::side_ready(Side& side) {
     was_up_ = true;
     outage_logged_ = false;
     last_error_.clear();
-    subscribe_all();
+    changed_.insert(active_.begin(), active_.end());  // subscribed at the end of this turn
 }
 
 void RedisLink::lost(Side* side, const std::string& why) {
@@ -211,8 +211,9 @@ void RedisLink::lost(Side* side, const std::string& why) {
     up_ = false;
     server_.stats().cluster_up = false;
     server_.stats().cluster_subscribed_rooms = 0;
-    to_subscribe_.clear();
-    to_unsubscribe_.clear();
+    changed_.clear();
+    subscribed_.clear();
+    unsubscribing_.clear();
     close_sides();
     backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
     retry_at_ms_ = now + backoff_ms_;
@@ -244,20 +245,32 @@ void RedisLink::tick() {
 
 void RedisLink::room_active(std::string_view room) {
     const auto [it, added] = active_.emplace(room);
-    if (added && up_) to_subscribe_.push_back(channel_for(settings_.channel_prefix, room));
+    if (added && up_) changed_.emplace(room);
 }
 
 void RedisLink::room_inactive(std::string_view room) {
     const auto it = active_.find(room);
     if (it == active_.end()) return;
     active_.erase(it);
-    if (up_) to_unsubscribe_.push_back(channel_for(settings_.channel_prefix, room));
+    if (up_) changed_.emplace(room);
 }
 
-void RedisLink::subscribe_all() {
-    to_subscribe_.clear();
-    to_unsubscribe_.clear();
-    for (const std::string& room : active_) to_subscribe_.push_back(channel_for(settings_.channel_prefix, room));
+void RedisLink::update_subscriptions() {
+    std::vector<std::string> subscribe, unsubscribe;
+    for (const std::string& room : changed_) {
+        const bool want = active_.contains(room);
+        if (want && !subscribed_.contains(room) && !unsubscribing_.contains(room)) {
+            subscribed_.insert(room);
+            subscribe.push_back(channel_for(settings_.channel_prefix, room));
+        } else if (!want && subscribed_.contains(room)) {
+            subscribed_.erase(room);
+            unsubscribing_.insert(room);
+            unsubscribe.push_back(channel_for(settings_.channel_prefix, room));
+        }
+    }
+    changed_.clear();
+    if (!unsubscribe.empty()) send_subscriptions("UNSUBSCRIBE", unsubscribe);
+    if (!subscribe.empty()) send_subscriptions("SUBSCRIBE", subscribe);
 }
 
 void RedisLink::send_subscriptions(const char* command, std::vector<std::string>& channels) {
@@ -290,6 +303,14 @@ void RedisLink::on_subscriber_reply(redisAsyncContext* ac, void* r, void*) {
         link.on_message({channel->str, channel->len}, {reinterpret_cast<const std::byte*>(data->str), data->len});
     } else if ((k == "subscribe" || k == "unsubscribe") && data->type == REDIS_REPLY_INTEGER) {
         link.server_.stats().cluster_subscribed_rooms = static_cast<uint64_t>(std::max<long long>(0, data->integer));
+        if (k == "unsubscribe") {
+            // Answered: the room may be subscribed again (if it got a member meanwhile).
+            const std::string_view room = room_of(link.settings_.channel_prefix, {channel->str, channel->len});
+            if (const auto it = link.unsubscribing_.find(room); it != link.unsubscribing_.end()) {
+                link.changed_.insert(*it);
+                link.unsubscribing_.erase(it);
+            }
+        }
     }
 }
 
@@ -335,10 +356,7 @@ void RedisLink::flush() {
     // Sides retired during the turn: their contexts are freed by now (a deferred free completes
     // when the callback returns), and no event fetched this turn can still name them.
     std::erase_if(retired_, [](const std::unique_ptr<Side>& s) { return s->ac == nullptr; });
-    if (up_ && sub_ && sub_->ac) {
-        if (!to_unsubscribe_.empty()) send_subscriptions("UNSUBSCRIBE", to_unsubscribe_);
-        if (!to_subscribe_.empty()) send_subscriptions("SUBSCRIBE", to_subscribe_);
-    }
+    if (up_ && sub_ && sub_->ac && !changed_.empty()) update_subscriptions();
     relay::Stats& stats = server_.stats();
     for (const std::string& room : pending_rooms_) {
         EnvelopeWriter& w = pending_.find(room)->second;

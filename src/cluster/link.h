@@ -90,7 +90,7 @@ private:
     void lost(Side* side, const std::string& why);
     void close_sides();
     void side_ready(Side& side);
-    void subscribe_all();
+    void update_subscriptions();
     void send_subscriptions(const char* command, std::vector<std::string>& channels);
     void on_message(std::string_view channel, std::span<const std::byte> envelope);
     size_t bytes_waiting() const noexcept;
@@ -119,8 +119,13 @@ private:
     bool outage_logged_ = false;     // the warning for this outage is out
     std::string last_error_;         // the last reason logged in this outage (repeats go to debug)
     std::unordered_set<std::string, StringHash, std::equal_to<>> active_;  // rooms with local members
-    std::vector<std::string> to_subscribe_;   // channels, sent at the next flush (while up)
-    std::vector<std::string> to_unsubscribe_;
+    // Subscriptions follow active_, reconciled once per turn (a member that joins and leaves in
+    // one turn changes nothing). A room is re-subscribed only once Redis has answered its
+    // UNSUBSCRIBE: hiredis 0.14 drops a channel's callback when that answer arrives, and would
+    // drop the callback of a SUBSCRIBE sent meanwhile with it.
+    std::unordered_set<std::string, StringHash, std::equal_to<>> changed_;        // rooms to reconsider
+    std::unordered_set<std::string, StringHash, std::equal_to<>> subscribed_;     // SUBSCRIBE sent
+    std::unordered_set<std::string, StringHash, std::equal_to<>> unsubscribing_;  // UNSUBSCRIBE unanswered
     // This turn's messages, by room; the writers keep their buffers between turns.
     std::unordered_map<std::string, EnvelopeWriter, StringHash, std::equal_to<>> pending_;
     std::vector<std::string> pending_rooms_;  // rooms with messages this turn, in first-message order

@@ -50,9 +50,34 @@ session is 30-60 KiB), while the allocator's fragmentation after the peak measur
 An ASan build keeps freed memory in quarantine (up to 256 MiB): there the figure is reported,
 not checked; fds are checked exactly and LeakSanitizer checks the heap at exit.
 
+Cluster mode (--cluster): the same run over two wsrelay instances, A and B, that share their rooms
+through a throwaway redis-server ([cluster] redis = "redis://127.0.0.1:PORT", no persistence).
+The clients start once both instances' links are up (/metrics: wsrelay_cluster_link_up 1) and
+are spread over both: the well-behaved clients of a room alternate between A and B, every other
+client picks one at random. The rules above hold for every pair of well-behaved clients, on the
+same instance or not; what differs across instances is when a message must be there:
+
+* start: a member on B is certain to get A's messages only once B's subscription to the room's
+  channel has reached Redis, which the 101 does not tell (B subscribes at the end of the loop
+  turn in which the room got its first member on B). So a member's cross-instance start is the
+  arrival of its first message from the other instance sent after its 101 arrived: Redis had
+  the subscription when it handled that message, and handles later PUBLISHes after it. Messages
+  sent before are allowed, not required. To keep this from excusing a subscription that never
+  comes, the start is at most SLACK_S after the 101: a member that joined earlier must have
+  every cross-instance message sent from then on;
+* end: an echo says that the sender's instance has published the message, not that the other
+  instance has delivered it. So before its close, a member waits (bounded, CROSS_DRAIN_S) until
+  it has every cross-instance message of its room that had been echoed when it decided to
+  close; those are required, later ones are not;
+* each instance is checked as one daemon is (fds, RSS, /healthz, /metrics, log, exit status),
+  and also: its link is still up, nothing was dropped for remote members
+  (wsrelay_cluster_messages_dropped_total 0, no reconnect: Redis was never down), it received
+  messages from the other instance, and it has no channel left subscribed after the run.
+
 Standalone:  WSRELAY_BIN=build/src/wsrelay /usr/bin/python3 tests/e2e/soak.py --duration 600
-(--help for the mix). Exit status 0 when every check passed, 1 otherwise. test_soak.py runs it
-for CTest, with --duration from WSRELAY_SOAK_SECONDS (default 120) and the plan's random seed
+(--help for the mix; --cluster for two instances and Redis). Exit status 0 when every check
+passed, 1 otherwise. test_soak.py runs it for CTest, with --duration from WSRELAY_SOAK_SECONDS
+(default 120; cluster mode: WSRELAY_SOAK_CLUSTER_SECONDS, default 60) and the plan's random seed
 from WSRELAY_SOAK_SEED (default: the time; the summary prints it).
 """
 
@@ -98,6 +123,8 @@ HANDSHAKE_S, IDLE_S, CLOSE_S = 2.0, 10.0, 2.0
 MAX_GOOD_PAYLOAD = 60000            # < max_message_bytes
 BUSY_ROOMS = 5                      # rooms /r0../r4 carry big messages: non-readers go there
 SLACK_S = 6.0                       # how late a server-side timeout may be observed under load
+CROSS_DRAIN_S = 20.0                # cluster: how long a member waits for the other instance's
+                                    # messages before its close (a wait, not a sleep)
 # permessage-deflate offers of the clients that compress (wsrelay always answers with no context
 # takeover both ways; a room mixes windows of 10, 12 and 15 bits and uncompressed members).
 DEFLATE_OFFERS = ["permessage-deflate",
@@ -513,10 +540,11 @@ def check_good_payload(op, data):
 # ---------------------------------------------------------------- well-behaved clients
 class Good:
     """One well-behaved client: joins its room at join_at, sends (unless listen_only) until
-    leave_at or the end, then waits for the echo of its last message and closes with 1000."""
+    leave_at or the end, then waits for the echo of its last message and closes with 1000.
+    `inst` is the instance it connects to (cluster mode; always 0 with one daemon)."""
 
-    def __init__(self, run, gid, room, tls, join_at, leave_at, listen_only, offer):
-        self.run, self.gid, self.room, self.tls = run, gid, room, tls
+    def __init__(self, run, gid, room, tls, join_at, leave_at, listen_only, offer, inst=0):
+        self.run, self.gid, self.room, self.tls, self.inst = run, gid, room, tls, inst
         self.offer = offer      # permessage-deflate offer, or None
         self.join_at, self.leave_at, self.listen_only = join_at, leave_at, listen_only
         self.sent = []          # send time of each seq
@@ -525,6 +553,13 @@ class Good:
         self.joined = None      # time the 101 had arrived (membership certain from then on)
         self.close_sent = None  # time our close frame was written
         self.close_reply = None
+        # Cluster mode (see the module docstring): arrival of the first message from the other
+        # instance that was sent after our 101; the time we decided to close (the end of the
+        # cross-instance messages we must have); deliveries that came from the other instance.
+        self.xready = None
+        self.drain_at = None
+        self.cross_received = 0
+        self.rx_event = asyncio.Event()     # set whenever messages (or the end) arrive
         self.errors = []
         self.conn = None
         self.echo_done = asyncio.Event()
@@ -549,8 +584,9 @@ class Good:
             await asyncio.sleep(max(0.0, self.join_at - (time.monotonic() - run.t0)))
             if run.stopping.is_set():
                 return
-            port = run.tls_port if self.tls else run.plain_port
-            self.conn = await Conn.open("127.0.0.1", port, run.ctx if self.tls else None)
+            plain, tls = run.ports[self.inst]
+            self.conn = await Conn.open("127.0.0.1", tls if self.tls else plain,
+                                        run.ctx if self.tls else None)
             await self.conn.upgrade(self.room, extensions=self.offer)
             self.joined = time.monotonic()
             if self.offer and self.conn.deflate is None:
@@ -623,6 +659,7 @@ class Good:
         c = self.conn
         try:
             while True:
+                self.rx_event.set()
                 for op, data in await c.next_messages():
                     now = time.monotonic()
                     if op == OP_PING:
@@ -657,6 +694,11 @@ class Good:
                             if len(self.echo) == len(self.sent):
                                 self.echo_done.set()
                         continue
+                    if run.cluster and 0 <= sid < len(run.goods) and \
+                            run.goods[sid].inst != self.inst:
+                        self.cross_received += 1
+                        if self.xready is None and ts > self.joined:
+                            self.xready = now
                     st = self.rx.get(sid)
                     if st is None:
                         self.rx[sid] = [seq, seq, 1]
@@ -678,6 +720,7 @@ class Good:
         finally:
             self.got_close.set()
             self.echo_done.set()
+            self.rx_event.set()
 
     async def finish(self, reader):
         """Wait for our own echoes, (at the end of the run) for everyone else's, then close."""
@@ -698,6 +741,9 @@ class Good:
             await self.run.close_now.wait()
         if self.got_close.is_set():
             return
+        await self.drain_cross()
+        if self.got_close.is_set():
+            return
         self.close_sent = time.monotonic()
         self.conn.write(frame(OP_CLOSE, struct.pack("!H", 1000) + b"bye"))
         try:
@@ -711,6 +757,33 @@ class Good:
         how, _n = await self.conn.read_to_eof(CLOSE_S + SLACK_S)
         if how == "timeout":
             self.error("server kept TCP open after the close handshake")
+
+    def cross_missing(self):
+        """The senders on the other instance of which a message the delivery rule requires has
+        not arrived yet (Run.must_seqs; contiguity is checked as messages arrive)."""
+        out = []
+        for s in self.run.by_room[self.room]:
+            if s.inst != self.inst:
+                must = self.run.must_seqs(self, s)
+                st = self.rx.get(s.gid)
+                if must and (st is None or st[1] < must[-1]):
+                    out.append(s)
+        return out
+
+    async def drain_cross(self):
+        """Cluster mode, before our close: the echoes of the other instance's senders say only
+        that their instance published those messages; wait (bounded) until ours has delivered
+        them. A shortfall is not reported here: check_delivery() finds it."""
+        if not self.run.cluster:
+            return
+        self.drain_at = time.monotonic()
+        deadline = self.drain_at + CROSS_DRAIN_S
+        while not self.got_close.is_set() and self.cross_missing():
+            self.rx_event.clear()
+            try:
+                await asyncio.wait_for(self.rx_event.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return
 
 
 # ---------------------------------------------------------------- health and resource sampler
@@ -822,12 +895,13 @@ class Monitor(threading.Thread):
 
 # ---------------------------------------------------------------- the run (main process)
 class Run:
-    def __init__(self, args, daemon, ca):
+    def __init__(self, args, daemons, ca):
         self.args = args
-        self.d = daemon
+        self.daemons = daemons          # one, or instances A and B in cluster mode
+        self.cluster = len(daemons) > 1
         self.ca = ca
         self.ctx = client_context(ca)
-        self.plain_port, self.tls_port = daemon.ports["plain"], daemon.ports["tls"]
+        self.ports = [(d.ports["plain"], d.ports["tls"]) for d in daemons]
         self.rng = random.Random(args.seed)
         self.failures = []
         self.sent_msgs = self.sent_bytes = self.sent_compressed = 0
@@ -836,7 +910,12 @@ class Run:
         self.lat_hist = [0] * 64       # log2 buckets of milliseconds/16
         self.t0 = None
         self.goods = []
+        self.by_room = {}
         self.waiting_close = set()
+
+    def label(self, i):
+        """How the log and the summary name instance i: "" with one daemon, "A " / "B "."""
+        return "%s " % "AB"[i] if self.cluster else ""
 
     def latency(self, s):
         self.lat_n += 1
@@ -878,14 +957,18 @@ class Run:
                     leave_at = None
             listen_only = rng.random() < 0.15
             offer = rng.choice(DEFLATE_OFFERS) if rng.random() < 0.35 else None
-            goods.append(Good(self, gid, room, tls, join_at, leave_at, listen_only, offer))
+            # Cluster mode: a room's members alternate between the instances (gid // rooms
+            # counts the members of a room), so every room spans both.
+            inst = (gid // a.rooms) % len(self.daemons)
+            goods.append(Good(self, gid, room, tls, join_at, leave_at, listen_only, offer, inst))
         return goods
 
     async def abuse_process(self):
         cmd = [sys.executable, os.path.abspath(__file__), "--role", "abuse",
                "--duration", str(self.args.duration), "--seed", str(self.args.seed + 1),
-               "--rooms", str(self.args.rooms), "--plain-port", str(self.plain_port),
-               "--tls-port", str(self.tls_port), "--ca", self.ca,
+               "--rooms", str(self.args.rooms),
+               "--plain-port", *[str(p) for p, _t in self.ports],
+               "--tls-port", *[str(t) for _p, t in self.ports], "--ca", self.ca,
                "--rate", str(self.args.rate), "--lurkers", str(self.args.lurkers)]
         p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                                  stderr=asyncio.subprocess.PIPE)
@@ -908,17 +991,23 @@ class Run:
         self.close_now = asyncio.Event()
         self.t0 = time.monotonic()
         self.goods = self.plan_goods()
+        for g in self.goods:
+            self.by_room.setdefault(g.room, []).append(g)
         self.waiting_close = {g for g in self.goods if g.leave_at is None}
         abuse = asyncio.create_task(self.abuse_process())
         tasks = [asyncio.create_task(g.main()) for g in self.goods]
         await asyncio.sleep(a.warmup)
-        self.rss_warm, self.fd_warm = rss_kib(self.d.pid), fd_count(self.d.pid)
-        self.log("warm-up done: RSS %d KiB, %d fds" % (self.rss_warm, self.fd_warm))
+        self.rss_warm = [rss_kib(d.pid) for d in self.daemons]
+        self.fd_warm = [fd_count(d.pid) for d in self.daemons]
+        self.log("warm-up done: " + "; ".join(
+            "%sRSS %d KiB, %d fds" % (self.label(i), self.rss_warm[i], self.fd_warm[i])
+            for i in range(len(self.daemons))))
         while time.monotonic() - self.t0 < a.duration:
             await asyncio.sleep(min(10.0, a.duration - (time.monotonic() - self.t0)))
-            self.log("t=%.0fs: %d good messages sent, RSS %d KiB, %d fds" % (
-                time.monotonic() - self.t0, self.sent_msgs, rss_kib(self.d.pid),
-                fd_count(self.d.pid)))
+            self.log("t=%.0fs: %d good messages sent, " % (
+                time.monotonic() - self.t0, self.sent_msgs) + "; ".join(
+                "%sRSS %d KiB, %d fds" % (self.label(i), rss_kib(d.pid), fd_count(d.pid))
+                for i, d in enumerate(self.daemons)))
         self.stopping.set()
         # Goods that never joined (or already failed) must not hold up the close barrier.
         for g in self.goods:
@@ -930,7 +1019,9 @@ class Run:
             self.failures.append("well-behaved clients still waiting for echoes 40 s after the "
                                  "end: %s" % sorted(self.waiting_close, key=lambda g: g.gid)[:10])
             self.close_now.set()
-        done, pending = await asyncio.wait(tasks, timeout=40.0)
+        # Closing takes up to CROSS_DRAIN_S (cluster mode) + 15 s for the close frame + the
+        # time to EOF; bounded so that a hung client is reported, not waited for.
+        done, pending = await asyncio.wait(tasks, timeout=CROSS_DRAIN_S + 40.0)
         for t in pending:
             t.cancel()
         if pending:
@@ -944,12 +1035,25 @@ class Run:
               file=sys.stderr, flush=True)
 
     # ---- checks ----
+    def must_seqs(self, x, s):
+        """The seqs of sender S that well-behaved member X must have received (S is not X).
+        Same instance: sent after X's 101 arrived (so the server had X as a member when it read
+        them) and echoed to S before X sent its close frame (so the server had broadcast them
+        before it read X's close). Across instances (cluster mode): sent after X's
+        cross-instance start and echoed before X decided to close (the module docstring says
+        why)."""
+        if s.inst == x.inst:
+            start = x.joined
+            end = x.close_sent if x.close_sent is not None else float("inf")
+        else:
+            start = min(x.xready if x.xready is not None else float("inf"), x.joined + SLACK_S)
+            end = next((t for t in (x.drain_at, x.close_sent) if t is not None), float("inf"))
+        return [k for k in range(len(s.echo)) if s.sent[k] > start and s.echo[k] < end]
+
     def check_delivery(self):
-        by_room = {}
-        for g in self.goods:
-            by_room.setdefault(g.room, []).append(g)
+        by_room = self.by_room
         errors = []
-        self.expected_min = 0
+        self.expected_min = self.expected_cross = 0
         for g in self.goods:
             errors.extend(g.errors)
             if g.joined is None:
@@ -964,14 +1068,10 @@ class Run:
                 if sid not in room_ids:
                     errors.append("good %d (%s) received messages of good %d from room %s" % (
                         g.gid, g.room, sid, self.goods[sid].room))
-            end = g.close_sent if g.close_sent is not None else float("inf")
             for s in by_room[g.room]:
                 if s is g or not s.sent:
                     continue
-                # Messages X must have: sent after X's 101 arrived (so the server had X as a
-                # member when it read them) and echoed to S before X sent its close frame (so
-                # the server had broadcast them before it read X's close).
-                must = [k for k in range(len(s.echo)) if s.sent[k] > g.joined and s.echo[k] < end]
+                must = self.must_seqs(g, s)
                 st = g.rx.get(s.gid)
                 if st and st[1] >= len(s.sent):
                     errors.append("good %d got seq %d from %d, which sent only %d" % (
@@ -979,22 +1079,31 @@ class Run:
                 if not must:
                     continue
                 self.expected_min += len(must)
+                cross = ""
+                if s.inst != g.inst:
+                    self.expected_cross += len(must)
+                    cross = " (%s on %s, %s on %s; cross-instance start %s after its 101)" % (
+                        g.gid, "AB"[g.inst], s.gid, "AB"[s.inst], "%.3f s" % (
+                            g.xready - g.joined) if g.xready is not None else "never seen")
                 if st is None:
-                    errors.append("good %d got nothing from %d, missed seqs %d..%d" % (
-                        g.gid, s.gid, must[0], must[-1]))
+                    errors.append("good %d got nothing from %d, missed seqs %d..%d%s" % (
+                        g.gid, s.gid, must[0], must[-1], cross))
                 elif st[0] > must[0] or st[1] < must[-1]:
-                    errors.append("good %d got seqs %d..%d from %d, must have %d..%d" % (
-                        g.gid, st[0], st[1], s.gid, must[0], must[-1]))
+                    errors.append("good %d got seqs %d..%d from %d, must have %d..%d%s" % (
+                        g.gid, st[0], st[1], s.gid, must[0], must[-1], cross))
         return errors
 
 
-def make_config(pki):
-    return {"server": {"log_level": "info"},
-            "listen": [{"address": "127.0.0.1:{port}", "name": "plain", "metrics": True},
-                       {"address": "127.0.0.1:{port}", "name": "tls", "tls": True}],
-            "tls": {"certificate": pki.A.cert, "private_key": pki.A.key},
-            "limits": dict(LIMITS), "timeouts": dict(TIMEOUTS), "rooms": {"echo": True},
-            "deflate": {"enabled": True, "min_bytes": 256}}
+def make_config(pki, redis_url=None):
+    cfg = {"server": {"log_level": "info"},
+           "listen": [{"address": "127.0.0.1:{port}", "name": "plain", "metrics": True},
+                      {"address": "127.0.0.1:{port}", "name": "tls", "tls": True}],
+           "tls": {"certificate": pki.A.cert, "private_key": pki.A.key},
+           "limits": dict(LIMITS), "timeouts": dict(TIMEOUTS), "rooms": {"echo": True},
+           "deflate": {"enabled": True, "min_bytes": 256}}
+    if redis_url:
+        cfg["cluster"] = {"redis": redis_url}
+    return cfg
 
 
 def metric(text, sample):
@@ -1006,6 +1115,78 @@ def fetch_metrics(port):
     raw = wsclient.http_request("127.0.0.1", port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
                                 b"Connection: close\r\n\r\n", timeout=5)
     return raw.decode(errors="replace")
+
+
+class RedisServer:
+    """Cluster mode: a throwaway redis-server (Debian's) in its own directory, on a free loopback
+    port, without persistence, answering PING. Its log is redis.log in `directory`."""
+
+    def __init__(self, directory):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("no redis-server (Debian: apt-get install redis-server)")
+        os.makedirs(directory, exist_ok=True)
+        self.log_path = os.path.join(directory, "redis.log")
+        self.proc = None
+        # free_port() leaves a moment in which another process may take the port: then
+        # redis-server exits at once and we try another one.
+        for _attempt in range(5):
+            self.port = harness.free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", directory],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    close_fds=True)
+            try:
+                got = harness.wait_for(self.ping_or_exit, 30, "redis-server on 127.0.0.1:%d to "
+                                       "answer PING" % self.port,
+                                       until=lambda v: v in ("PONG", "exited"))
+            except BaseException:
+                self.stop()     # the caller gets no object to stop
+                raise
+            if got == "PONG":
+                return
+        raise RuntimeError("redis-server did not start; its log:\n" + self.log()[-3000:])
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def ping(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as s:
+            s.sendall(b"PING\r\n")
+            data = b""
+            while not data.endswith(b"\r\n"):
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+        return data.strip().decode(errors="replace").lstrip("+")
+
+    def ping_or_exit(self):
+        if self.proc.poll() is not None:
+            return "exited"
+        try:
+            return self.ping()
+        except OSError as e:
+            return "%s: %s" % (type(e).__name__, e)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 class Report:
@@ -1022,8 +1203,9 @@ class Report:
 
 
 def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600, seed=None,
-        warmup=None, rss_slack_mib=8.0, out=sys.stderr):
-    """Run the soak; returns a Report (failures empty on success)."""
+        warmup=None, rss_slack_mib=8.0, out=sys.stderr, cluster=False):
+    """Run the soak (cluster=True: two instances sharing rooms through Redis); returns a Report
+    (failures empty on success)."""
     from test_tls import MultiSocketDaemon, Pki   # certificates; two named passed sockets
     if binary:
         os.environ["WSRELAY_BIN"] = binary
@@ -1041,64 +1223,115 @@ def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600,
     tmp = tempfile.mkdtemp(prefix="wsrelay-soak-")
     pki = Pki(tmp)
     pki.A = pki.leaf("server", ["DNS:localhost", "IP:127.0.0.1"])
-    d = MultiSocketDaemon(make_config(pki))
+    redis = None
+    daemons = []
     try:
-        return _run(rep, args, d, pki, nofile, rss_slack_mib, out)
+        if cluster:
+            redis = RedisServer(os.path.join(tmp, "redis"))
+        config = make_config(pki, redis.url if redis else None)
+        for _i in range(2 if cluster else 1):
+            daemons.append(MultiSocketDaemon(config))
+        return _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out)
     finally:
-        d.kill()
-        if rep.failures or os.environ.get("WSRELAY_E2E_KEEP") is not None:
-            print("daemon config and log kept in %s" % d.tmp, file=out, flush=True)
+        for d in daemons:
+            d.kill()
+        keep = rep.failures or os.environ.get("WSRELAY_E2E_KEEP") is not None
+        for d in daemons:
+            if keep:
+                print("daemon config and log kept in %s" % d.tmp, file=out, flush=True)
+            else:
+                d.cleanup()
+        if redis is not None:
+            redis.stop()
+        if keep and redis is not None:
+            print("redis log kept in %s" % redis.log_path, file=out, flush=True)
         else:
-            d.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(rep, args, d, pki, nofile, rss_slack_mib, out):
-    pid = d.pid
-    fd_base, rss_base = settled_fd_count(pid), rss_kib(pid)
-    asan = is_asan(pid)
-    r = Run(args, d, pki.ca)
-    r.log("wsrelay pid %d (%s), ws :%d, wss :%d, RLIMIT_NOFILE %d, seed %d; baseline %d fds, "
-          "RSS %d KiB" % (pid, "ASan" if asan else "plain build", r.plain_port, r.tls_port,
-                          nofile, args.seed, fd_base, rss_base))
-    mon = Monitor(d, r.plain_port, r.tls_port, pki.ca, time.monotonic())
-    mon.start()
+def cluster_link_up(port):
+    return metric(fetch_metrics(port), "wsrelay_cluster_link_up")
+
+
+def _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out):
+    cluster = redis is not None
+    if cluster:
+        # The clients start once both links are up: nothing is published while a link is down.
+        for i, d in enumerate(daemons):
+            harness.wait_for(lambda: cluster_link_up(d.ports["plain"]), 30,
+                             "wsrelay %s's redis link to be up (wsrelay_cluster_link_up)" % "AB"[i],
+                             until=lambda v: v == 1, ignore=(wsclient.WSError, OSError))
+    pids = [d.pid for d in daemons]
+    fd_base = [settled_fd_count(pid) for pid in pids]
+    rss_base = [rss_kib(pid) for pid in pids]
+    asan = is_asan(pids[0])
+    r = Run(args, daemons, pki.ca)
+    for i, d in enumerate(daemons):
+        r.log("wsrelay %spid %d (%s), ws :%d, wss :%d, RLIMIT_NOFILE %d, seed %d; baseline %d fds, "
+              "RSS %d KiB" % (r.label(i), d.pid, "ASan" if asan else "plain build", r.ports[i][0],
+                              r.ports[i][1], nofile, args.seed, fd_base[i], rss_base[i]))
+    if cluster:
+        r.log("redis-server pid %d on %s" % (redis.proc.pid, redis.url))
+    mons = [Monitor(d, r.ports[i][0], r.ports[i][1], pki.ca, time.monotonic())
+            for i, d in enumerate(daemons)]
+    for mon in mons:
+        mon.start()
     cpu0 = os.times()
     asyncio.run(r.main())
     delivery_errors = r.check_delivery()
 
-    # ---- the daemon after everyone left ----
+    # ---- the daemons after everyone left ----
     t = time.monotonic()
-    fd_end = fd_count(pid)
-    while fd_end != fd_base and time.monotonic() - t < IDLE_S + CLOSE_S + 2 * SLACK_S:
-        time.sleep(0.2)
-        fd_end = fd_count(pid)
-    fd_wait = time.monotonic() - t
+    fd_end, fd_wait = [], []
+    for pid, base in zip(pids, fd_base):
+        n = fd_count(pid)
+        while n != base and time.monotonic() - t < IDLE_S + CLOSE_S + 2 * SLACK_S:
+            time.sleep(0.2)
+            n = fd_count(pid)
+        fd_end.append(n)
+        fd_wait.append(time.monotonic() - t)
     # RSS once the last client is gone. Memory goes back as it is freed, in the loop turn that
     # closes the fds: no fixed wait, but a bounded poll until it is within the limit (a failure
     # is reported below with the figures). Under ASan the figure is reported, not checked.
     slack_kib = int(rss_slack_mib * 1024)
-    rss_end = rss_kib(pid)
-    if not asan:
+    rss_end = []
+    for i, pid in enumerate(pids):
+        v = rss_kib(pid)
+        if not asan:
+            try:
+                v = harness.wait_for(lambda: rss_kib(pid), 10, "RSS within %d KiB of its value "
+                                     "after the warm-up" % slack_kib,
+                                     until=lambda kib: kib <= r.rss_warm[i] + slack_kib)
+            except AssertionError:
+                v = rss_kib(pid)
+        rss_end.append(v)
+    for mon in mons:
+        mon.stop.set()
+    for mon in mons:
+        mon.join(5)
+    metrics = []
+    for i, d in enumerate(daemons):
+        m = None
         try:
-            rss_end = harness.wait_for(lambda: rss_kib(pid), 10, "RSS within %d KiB of its value "
-                                       "after the warm-up" % slack_kib,
-                                       until=lambda kib: kib <= r.rss_warm + slack_kib)
+            m = fetch_metrics(r.ports[i][0])
+            if cluster and metric(m, "wsrelay_cluster_subscribed_rooms") != 0:
+                # The last UNSUBSCRIBE's answer comes from Redis after the last member left.
+                m = harness.wait_for(lambda: fetch_metrics(r.ports[i][0]), 10,
+                                     "wsrelay %s to have no redis channel subscribed" % "AB"[i],
+                                     until=lambda t: metric(
+                                         t, "wsrelay_cluster_subscribed_rooms") == 0)
         except AssertionError:
-            rss_end = rss_kib(pid)
-    mon.stop.set()
-    mon.join(5)
-    metrics = None
-    try:
-        metrics = fetch_metrics(r.plain_port)
-    except (wsclient.WSError, OSError) as e:
-        rep.failures.append("GET /metrics after the run: %s" % e)
+            m = fetch_metrics(r.ports[i][0])
+        except (wsclient.WSError, OSError) as e:
+            rep.failures.append("GET /metrics of wsrelay %safter the run: %s" % (r.label(i), e))
+        metrics.append(m)
     cpu1 = os.times()
-    alive = d.alive()
-    cpu_daemon = daemon_cpu_s(pid)
-    rc = d.stop(timeout=15.0)
-    log = d.stderr()
-    san = d.sanitizer_report()
+    alive = [d.alive() for d in daemons]
+    cpu_daemon = [daemon_cpu_s(pid) for pid in pids]
+    redis_alive = redis.proc.poll() is None if cluster else True
+    rc = [d.stop(timeout=15.0) for d in daemons]
+    logs = [d.stderr() for d in daemons]
+    sans = [d.sanitizer_report() for d in daemons]
 
     # ---- verdicts ----
     ab = r.abuse
@@ -1107,48 +1340,87 @@ def _run(rep, args, d, pki, nofile, rss_slack_mib, out):
     if len(delivery_errors) > 40:
         rep.failures.append("... and %d more delivery errors" % (len(delivery_errors) - 40))
     rep.failures += ["abuse: " + f for f in ab.get("failures", [])]
-    rep.failures += mon.failures
-    if mon.diagnosis:
-        rep.failures.append("wsrelay stopped answering /healthz; at that time:\n" + mon.diagnosis)
-    if mon.died or not alive:
-        rep.failures.append(mon.died or "wsrelay died during the run")
-    if mon.polls < args.duration / 0.5 * 0.8:
-        rep.failures.append("only %d health polls in %.0f s" % (mon.polls, args.duration))
-    if fd_end != fd_base:
-        rep.failures.append("wsrelay has %d open fds %.0f s after the last client left; %d before "
-                            "the first one" % (fd_end, fd_wait, fd_base))
-    rss_ok = rss_end <= r.rss_warm + slack_kib
-    if not rss_ok and not asan:
-        rep.failures.append("RSS %d KiB after the run, %d KiB after the warm-up: grew by %d KiB "
-                            "(> %d KiB)" % (rss_end, r.rss_warm, rss_end - r.rss_warm, slack_kib))
-    if metrics is not None:
-        for sample, want in (("wsrelay_websocket_connections", 0), ("wsrelay_rooms", 0),
-                             ("wsrelay_connections", 1)):
-            v = metric(metrics, sample)
-            if v != want:
-                rep.failures.append("/metrics after the run: %s = %r, expected %d" % (
-                    sample, v, want))
-    bad_lines = [l for l in log.splitlines() if re.match(r"^<[0-3]>", l)]
-    if bad_lines:
-        rep.failures.append("%d log lines at err or worse, e.g.:\n  %s" % (
-            len(bad_lines), "\n  ".join(bad_lines[:10])))
-    if san:
-        rep.failures.append("sanitizer report:\n" + san)
-    if rc != 0:
-        rep.failures.append("SIGTERM after the run: exit status %r" % rc)
+    bad_lines = []
+    for i, mon in enumerate(mons):
+        name = "wsrelay " + r.label(i)
+        rep.failures += [r.label(i) + f for f in mon.failures]
+        if mon.diagnosis:
+            rep.failures.append("%sstopped answering /healthz; at that time:\n%s" % (
+                name, mon.diagnosis))
+        if mon.died or not alive[i]:
+            rep.failures.append(r.label(i) + mon.died if mon.died else
+                                "%sdied during the run" % name)
+        if mon.polls < args.duration / 0.5 * 0.8:
+            rep.failures.append("%s: only %d health polls in %.0f s" % (
+                name.strip(), mon.polls, args.duration))
+        if fd_end[i] != fd_base[i]:
+            rep.failures.append("%shas %d open fds %.0f s after the last client left; %d before "
+                                "the first one" % (name, fd_end[i], fd_wait[i], fd_base[i]))
+        if rss_end[i] > r.rss_warm[i] + slack_kib and not asan:
+            rep.failures.append("%sRSS %d KiB after the run, %d KiB after the warm-up: grew by "
+                                "%d KiB (> %d KiB)" % (r.label(i), rss_end[i], r.rss_warm[i],
+                                                      rss_end[i] - r.rss_warm[i], slack_kib))
+        if metrics[i] is not None:
+            want = [("wsrelay_websocket_connections", 0), ("wsrelay_rooms", 0),
+                    ("wsrelay_connections", 1)]
+            if cluster:
+                # Redis was never down: the link stayed up, nothing was dropped for the other
+                # instance's members, and no channel outlives the rooms.
+                want += [("wsrelay_cluster_link_up", 1),
+                         ("wsrelay_cluster_messages_dropped_total", 0),
+                         ("wsrelay_cluster_reconnects_total", 0),
+                         ("wsrelay_cluster_subscribed_rooms", 0)]
+            for sample, value in want:
+                v = metric(metrics[i], sample)
+                if v != value:
+                    rep.failures.append("/metrics of %safter the run: %s = %r, expected %d" % (
+                        name, sample, v, value))
+            if cluster and not metric(metrics[i], "wsrelay_cluster_messages_received_total"):
+                rep.failures.append("/metrics of %safter the run: no message from the other "
+                                    "instance (wsrelay_cluster_messages_received_total %r)" % (
+                                        name, metric(metrics[i],
+                                                     "wsrelay_cluster_messages_received_total")))
+        lines = logs[i].splitlines()
+        bad = [l for l in lines if re.match(r"^<[0-3]>", l)]
+        bad_lines.append(bad)
+        if bad:
+            rep.failures.append("%s%d log lines at err or worse, e.g.:\n  %s" % (
+                r.label(i), len(bad), "\n  ".join(bad[:10])))
+        # With Redis up all along, the link has nothing to warn about (an outage, a full
+        # output buffer, an envelope it could not decode).
+        cluster_warnings = [l for l in lines if re.match(r"^<[0-4]>cluster:", l)]
+        if cluster_warnings:
+            rep.failures.append("%s%d cluster warnings in the log, e.g.:\n  %s" % (
+                r.label(i), len(cluster_warnings), "\n  ".join(cluster_warnings[:10])))
+        if sans[i]:
+            rep.failures.append("%ssanitizer report:\n%s" % (r.label(i), sans[i]))
+        if rc[i] != 0:
+            rep.failures.append("%sSIGTERM after the run: exit status %r" % (r.label(i), rc[i]))
+    if not redis_alive:
+        rep.failures.append("redis-server exited during the run; its log:\n" + redis.log()[-3000:])
 
     # ---- summary ----
     goods = r.goods
     joined = [g for g in goods if g.joined is not None]
-    rep.say("wsrelay soak: %.0f s, seed %d, %s build, %d rooms", args.duration, args.seed,
-            "ASan" if asan else "normal", args.rooms)
+    rep.say("wsrelay soak: %.0f s, seed %d, %s build, %d rooms%s", args.duration, args.seed,
+            "ASan" if asan else "normal", args.rooms,
+            ", cluster of 2 instances (A, B) through redis-server" if cluster else "")
     rep.say("well-behaved: %d clients (%d ws, %d wss; %d joined late, %d left early, %d listen "
-            "only)", len(joined), sum(not g.tls for g in joined), sum(g.tls for g in joined),
+            "only%s)", len(joined), sum(not g.tls for g in joined), sum(g.tls for g in joined),
             sum(g.join_at > 5 for g in joined), sum(g.leave_at is not None for g in joined),
-            sum(g.listen_only for g in joined))
+            sum(g.listen_only for g in joined),
+            "; %d on A, %d on B" % (sum(g.inst == 0 for g in joined),
+                                    sum(g.inst == 1 for g in joined)) if cluster else "")
     rep.say("  messages sent %d (%.1f MB), deliveries received %d incl. echoes (%d required by the "
             "delivery rule), pings answered %d", r.sent_msgs, r.sent_bytes / 1e6, r.lat_n,
             r.expected_min + sum(len(g.sent) for g in joined), sum(g.pings for g in joined))
+    if cluster:
+        starts = sorted(g.xready - g.joined for g in joined if g.xready is not None)
+        rep.say("  across instances: %d deliveries received (%d required by the delivery rule); "
+                "first one sent after the 101 came %.0f ms after it (median), max %.0f ms (%d of "
+                "%d members got one)", sum(g.cross_received for g in joined), r.expected_cross,
+                starts[len(starts) // 2] * 1000 if starts else 0,
+                starts[-1] * 1000 if starts else 0, len(starts), len(joined))
     deflaters = [g for g in joined if g.conn is not None and g.conn.deflate is not None]
     rx_compressed = sum(g.conn.asm.compressed_count for g in deflaters)
     rep.say("  permessage-deflate: %d clients; %d messages sent compressed, %d received "
@@ -1162,35 +1434,51 @@ def _run(rep, args, d, pki, nofile, rss_slack_mib, out):
     for kind, outcomes in sorted(ab.get("kinds", {}).items()):
         rep.say("  %-36s %5d  %s", kind, sum(outcomes.values()),
                 ", ".join("%s %d" % kv for kv in sorted(outcomes.items())))
-    rep.say("healthz: %d polls, slowest %.0f ms, %d failures", mon.polls, mon.max_latency * 1000,
-            len(mon.failures))
-    rep.say("wsrelay fds: %d at start, %d after warm-up (under load), peak %d, %d at the end "
-            "(after %.1f s)", fd_base, r.fd_warm, mon.fd_peak, fd_end, fd_wait)
-    rep.say("wsrelay RSS: %d KiB at start, %d after warm-up (under load), peak %d, %d at the end "
-            "(%+d KiB vs warm-up, limit +%d%s)", rss_base, r.rss_warm, mon.rss_peak, rss_end,
-            rss_end - r.rss_warm, slack_kib, ", not enforced under ASan" if asan else "")
-    if metrics:
-        rep.say("wsrelay /metrics: accepted %d, upgrades %d, TLS handshakes %d (failed %d), "
-                "messages in %d / out %d, closes 1000 %d, 1001 %d, 1002 %d, 1006 %d, 1007 %d, "
-                "1008 %d, 1009 %d, HTTP errors 400 %d, 408 %d, 426 %d, 431 %d",
-                *[int(metric(metrics, s) or 0) for s in (
-                    "wsrelay_connections_accepted_total", "wsrelay_websocket_upgrades_total",
-                    "wsrelay_tls_handshakes_total", "wsrelay_tls_handshake_failures_total",
-                    "wsrelay_messages_received_total", "wsrelay_messages_sent_total",
-                    'wsrelay_closes_total{code="1000"}', 'wsrelay_closes_total{code="1001"}',
-                    'wsrelay_closes_total{code="1002"}', 'wsrelay_closes_total{code="1006"}',
-                    'wsrelay_closes_total{code="1007"}', 'wsrelay_closes_total{code="1008"}',
-                    'wsrelay_closes_total{code="1009"}', 'wsrelay_http_errors_total{status="400"}',
-                    'wsrelay_http_errors_total{status="408"}',
-                    'wsrelay_http_errors_total{status="426"}',
-                    'wsrelay_http_errors_total{status="431"}')])
+    for i, mon in enumerate(mons):
+        w = "wsrelay " + r.label(i)
+        rep.say("%shealthz: %d polls, slowest %.0f ms, %d failures", r.label(i), mon.polls,
+                mon.max_latency * 1000, len(mon.failures))
+        rep.say("%sfds: %d at start, %d after warm-up (under load), peak %d, %d at the end "
+                "(after %.1f s)", w, fd_base[i], r.fd_warm[i], mon.fd_peak, fd_end[i], fd_wait[i])
+        rep.say("%sRSS: %d KiB at start, %d after warm-up (under load), peak %d, %d at the end "
+                "(%+d KiB vs warm-up, limit +%d%s)", w, rss_base[i], r.rss_warm[i], mon.rss_peak,
+                rss_end[i], rss_end[i] - r.rss_warm[i], slack_kib,
+                ", not enforced under ASan" if asan else "")
+        m = metrics[i]
+        if m:
+            rep.say("%s/metrics: accepted %d, upgrades %d, TLS handshakes %d (failed %d), "
+                    "messages in %d / out %d, closes 1000 %d, 1001 %d, 1002 %d, 1006 %d, 1007 %d, "
+                    "1008 %d, 1009 %d, HTTP errors 400 %d, 408 %d, 426 %d, 431 %d",
+                    w, *[int(metric(m, s) or 0) for s in (
+                        "wsrelay_connections_accepted_total", "wsrelay_websocket_upgrades_total",
+                        "wsrelay_tls_handshakes_total", "wsrelay_tls_handshake_failures_total",
+                        "wsrelay_messages_received_total", "wsrelay_messages_sent_total",
+                        'wsrelay_closes_total{code="1000"}', 'wsrelay_closes_total{code="1001"}',
+                        'wsrelay_closes_total{code="1002"}', 'wsrelay_closes_total{code="1006"}',
+                        'wsrelay_closes_total{code="1007"}', 'wsrelay_closes_total{code="1008"}',
+                        'wsrelay_closes_total{code="1009"}',
+                        'wsrelay_http_errors_total{status="400"}',
+                        'wsrelay_http_errors_total{status="408"}',
+                        'wsrelay_http_errors_total{status="426"}',
+                        'wsrelay_http_errors_total{status="431"}')])
+            if cluster:
+                rep.say("%scluster: published %d messages in %d PUBLISH, received %d from the "
+                        "other instance, dropped %d, reconnects %d, link up %d", w,
+                        *[int(metric(m, s) or 0) for s in (
+                            "wsrelay_cluster_messages_published_total",
+                            "wsrelay_cluster_publishes_total",
+                            "wsrelay_cluster_messages_received_total",
+                            "wsrelay_cluster_messages_dropped_total",
+                            "wsrelay_cluster_reconnects_total", "wsrelay_cluster_link_up")])
     ab_cpu = ab.get("cpu_s", 0.0)
-    rep.say("CPU: driver %.1f s, abuse process %.1f s, wsrelay %.1f s, over %.0f s of wall time",
-            (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), ab_cpu, cpu_daemon,
-            r.t_end - r.t0)
-    rep.say("log: %d lines, %d warnings, %d at err or worse; exit status after SIGTERM %r",
-            len(log.splitlines()), sum(l.startswith("<4>") for l in log.splitlines()),
-            len(bad_lines), rc)
+    rep.say("CPU: driver %.1f s, abuse process %.1f s, wsrelay %s s, over %.0f s of wall time",
+            (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), ab_cpu,
+            " + ".join("%.1f" % c for c in cpu_daemon), r.t_end - r.t0)
+    for i in range(len(daemons)):
+        lines = logs[i].splitlines()
+        rep.say("%slog: %d lines, %d warnings, %d at err or worse; exit status after SIGTERM %r",
+                r.label(i), len(lines), sum(l.startswith("<4>") for l in lines),
+                len(bad_lines[i]), rc[i])
     rep.say("result: %s", "PASS" if not rep.failures else "FAIL (%d)" % len(rep.failures))
     if rep.failures:
         rep.say("failures:\n- " + "\n- ".join(rep.failures))
@@ -1250,7 +1538,10 @@ class Abuse:
         return "/r%d" % self.rng.randrange(BUSY_ROOMS if quiet else 0, self.a.rooms)
 
     async def open(self, tls, rcvbuf=None, raw_tls=False):
-        port = self.a.tls_port if (tls or raw_tls) else self.a.plain_port
+        # Cluster mode: each client connects to an instance chosen at random.
+        n = len(self.a.plain_port)
+        i = self.rng.randrange(n) if n > 1 else 0
+        port = self.a.tls_port[i] if (tls or raw_tls) else self.a.plain_port[i]
         return await Conn.open("127.0.0.1", port, self.ctx if tls and not raw_tls else None,
                                src=self.src(), rcvbuf=rcvbuf)
 
@@ -1868,10 +2159,13 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--warmup", type=float, default=None, help="seconds before the RSS baseline")
     p.add_argument("--rss-slack-mib", type=float, default=8.0)
-    # internal: the abuse process
+    p.add_argument("--cluster", action="store_true",
+                   help="two wsrelay instances sharing rooms through a redis-server started for "
+                   "the run; clients spread over both")
+    # internal: the abuse process (one port per instance)
     p.add_argument("--role", default="main", choices=["main", "abuse"], help=argparse.SUPPRESS)
-    p.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--tls-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--plain-port", type=int, nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--tls-port", type=int, nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.role == "abuse":
@@ -1879,7 +2173,7 @@ def main(argv=None):
     if a.bin is None and not os.environ.get("WSRELAY_BIN"):
         p.error("give --bin or set WSRELAY_BIN")
     rep = run(a.bin, a.duration, a.good, a.rooms, a.rate, a.lurkers, a.seed, a.warmup,
-              a.rss_slack_mib)
+              a.rss_slack_mib, cluster=a.cluster)
     return 0 if not rep.failures else 1
 
 

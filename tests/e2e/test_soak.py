@@ -1,12 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The soak test (soak.py) as a CTest test: e2e.soak, labels e2e;soak.
+"""The soak test (soak.py) as CTest tests, labels e2e;soak:
 
-One daemon (ws and wss listeners, socket-activated) for WSRELAY_SOAK_SECONDS (default 120):
-a few hundred well-behaved clients exchanging sequence-numbered messages, thousands of others
-joining and leaving, misbehaving, resetting. Fails when a well-behaved client lost, duplicated
-or reordered a message or was closed by the server, a misbehaving one got an answer the protocol
-does not allow, /healthz did not answer 200 within 1 s, the fds or RSS did not return to their
-baseline, or the daemon logged at err, crashed or reported a sanitizer error. Run soak.py by hand
+* e2e.soak (SoakTest): one daemon (ws and wss listeners, socket-activated) for
+  WSRELAY_SOAK_SECONDS (default 120): a few hundred well-behaved clients exchanging
+  sequence-numbered messages, thousands of others joining and leaving, misbehaving, resetting;
+* e2e.soak.cluster (ClusterSoakTest): the same mix spread over two instances that share their
+  rooms through a redis-server started for the test ([cluster]), for
+  WSRELAY_SOAK_CLUSTER_SECONDS (default 60), with the same zero-loss accounting across the
+  instances.
+
+Fails when a well-behaved client lost, duplicated or reordered a message or was closed by the
+server, a misbehaving one got an answer the protocol does not allow, /healthz did not answer 200
+within 1 s, the fds or RSS did not return to their baseline, or a daemon logged at err, crashed
+or reported a sanitizer error; in the cluster, also when an instance dropped a message for the
+other one, lost its Redis link or kept a channel subscribed after the run. Run soak.py by hand
 for longer runs and other mixes (--help).
 """
 
@@ -19,18 +26,31 @@ import harness
 import soak
 
 
+def soak_args(duration_var, default_seconds):
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("no openssl command to make the wss certificate")
+    seed = os.environ.get("WSRELAY_SOAK_SEED")
+    return {"binary": harness.binary(),
+            "duration": float(os.environ.get(duration_var, default_seconds)),
+            "seed": int(seed) if seed else None, "out": sys.stderr}
+
+
 class SoakTest(unittest.TestCase):
 
     def test_soak(self):
-        binary = harness.binary()
-        if shutil.which("openssl") is None:
-            self.skipTest("no openssl command to make the wss certificate")
-        duration = float(os.environ.get("WSRELAY_SOAK_SECONDS", "120"))
-        seed = os.environ.get("WSRELAY_SOAK_SEED")
-        report = soak.run(binary, duration=duration, seed=int(seed) if seed else None,
-                          out=sys.stderr)
+        report = soak.run(**soak_args("WSRELAY_SOAK_SECONDS", "120"))
         self.assertFalse(report.failures, "soak failed (rerun with WSRELAY_SOAK_SEED to replay "
                          "the same plan):\n" + report.text)
+
+
+class ClusterSoakTest(unittest.TestCase):
+
+    def test_soak_cluster(self):
+        if shutil.which("redis-server") is None:
+            self.skipTest("no redis-server (Debian: redis-server) for the cluster's backplane")
+        report = soak.run(cluster=True, **soak_args("WSRELAY_SOAK_CLUSTER_SECONDS", "60"))
+        self.assertFalse(report.failures, "cluster soak failed (rerun with WSRELAY_SOAK_SEED to "
+                         "replay the same plan):\n" + report.text)
 
 
 if __name__ == "__main__":

@@ -459,6 +459,15 @@ void Connection::enqueue(Outgoing& message) {
 void Connection::enqueue_batch(const FramePtr& frame, uint32_t messages, uint64_t payload_bytes) {
     if (state_ != State::Open) return;
     const config::Config& cfg = server_.config();
+    if (queue_.bytes() + frame->size() > cfg.send_queue_bytes && writable_ && !queue_.empty()) {
+        // Writes wait for the end of the turn, but a turn can bring one room more than
+        // send_queue_bytes (a busy room on a loaded machine: many senders, a long turn). The limit
+        // is for peers that do not read: before calling this one slow, give its socket what it
+        // takes now. (Only here, on the way to the limit; the hot path still writes once a turn.)
+        // flush() may retire us (a write error); the walk over the room tolerates that.
+        flush();
+        if (state_ != State::Open) return;
+    }
     if (queue_.bytes() + frame->size() > cfg.send_queue_bytes) {
         // Slow consumer: the room never waits for it, and its memory stays bounded.
         uint64_t suppressed = 0;

@@ -126,11 +126,17 @@ void RedisLink::Side::on_event(uint32_t events) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (want_write || !(ac->c.flags & REDIS_CONNECTED)))
         redisAsyncHandleWrite(ac);  // completes the connect, or writes what a full socket held back
     // Edge-triggered: read until the socket is empty. hiredis reads one chunk per call and runs
-    // the callbacks of every complete reply in it (which may retire this side).
-    while (ac && !retired && (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+    // the callbacks of every complete reply in it (which may retire this side). When Redis has
+    // closed (RDHUP/HUP/ERR), read on until hiredis sees the end and disconnects: that close came
+    // with this edge, and no other edge will report it (an instance whose members only listen
+    // would never notice the loss). Bounded: each call consumes a chunk or reaches the end.
+    const bool closed = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    if (!(events & EPOLLIN) && !closed) return;
+    for (int chunks = 0; ac && !retired && chunks < (1 << 20); ++chunks) {
         redisAsyncHandleRead(ac);
         int queued = 0;
-        if (!ac || retired || ::ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) return;
+        if (!ac || retired) return;
+        if (!closed && (::ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0)) return;
     }
 }
 
@@ -361,12 +367,15 @@ void RedisLink::flush() {
     for (const std::string& room : pending_rooms_) {
         EnvelopeWriter& w = pending_.find(room)->second;
         const std::string& bytes = w.bytes();
-        if (!up_ || !pub_ || !pub_->ac || bytes_waiting() + bytes.size() > settings_.max_pending_bytes) {
+        // The bound is on what waits already: a turn's messages bigger than it on their own still
+        // go when nothing waits (they are at most max_message_bytes each).
+        const size_t waiting = bytes_waiting();
+        if (!up_ || !pub_ || !pub_->ac || (waiting > 0 && waiting + bytes.size() > settings_.max_pending_bytes)) {
             stats.cluster_dropped += w.messages();
             uint64_t suppressed = 0;
             if (up_ && server_.warn_allowed(suppressed))
                 WSLOG_WARNING("cluster: %zu bytes wait to be written to redis (max_pending_bytes %llu): %u messages for remote members of room %s dropped (%llu similar suppressed)",
-                              bytes_waiting(), static_cast<unsigned long long>(settings_.max_pending_bytes),
+                              waiting, static_cast<unsigned long long>(settings_.max_pending_bytes),
                               w.messages(), room.c_str(), static_cast<unsigned long long>(suppressed));
         } else {
             const std::string channel = channel_for(settings_.channel_prefix, room);

@@ -37,10 +37,11 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-Client::Client(Driver& driver, Role role, std::string room)
+Client::Client(Driver& driver, Role role, const Target& target, std::string room)
     : driver_(driver),
       role_(role),
-      raw_(driver.options().target.raw),
+      target_(target),
+      raw_(target.raw),
       decoder_(client_decoder_options()),
       room_(std::move(room)) {}
 
@@ -51,7 +52,7 @@ Client::~Client() {
 
 Client::StartResult Client::start(const util::SocketAddress* source) {
     started_ns_ = driver_.now_ns();
-    const util::SocketAddress& to = driver_.options().target.address;
+    const util::SocketAddress& to = target_.address;
     io::UniqueFd fd(::socket(to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return {errno, "socket"};
     // Small messages must leave as soon as they are written: Nagle would hold them for an ACK.
@@ -65,8 +66,8 @@ Client::StartResult Client::start(const util::SocketAddress* source) {
     }
     if (::connect(fd.get(), to.get(), to.length) != 0 && errno != EINPROGRESS) return {errno, "connect"};
     io::SslPtr ssl;
-    if (driver_.options().target.tls) {
-        ssl = driver_.tls()->new_session(driver_.options().target.host);
+    if (target_.tls) {
+        ssl = driver_.tls()->new_session(target_.host);
         if (!ssl) return {EPROTO, "TLS setup"};
         ssl_ = ssl.get();
     }
@@ -140,7 +141,7 @@ void Client::send_upgrade() {
     char key[32];
     EVP_EncodeBlock(reinterpret_cast<unsigned char*>(key), nonce, sizeof nonce);  // 24 chars + NUL
     expected_accept_ = proto::websocket_accept(key);
-    const std::string request = "GET " + room_ + " HTTP/1.1\r\nHost: " + driver_.options().target.host_header +
+    const std::string request = "GET " + room_ + " HTTP/1.1\r\nHost: " + target_.host_header +
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                                 "\r\nSec-WebSocket-Version: 13\r\n\r\n";
     out_.append(std::as_bytes(std::span(request)));

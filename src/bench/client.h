@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench/options.h"
 #include "bench/wire.h"
 #include "io/event_loop.h"
 #include "io/transport.h"
@@ -57,7 +58,8 @@ class Client final : public io::Pollable {
 public:
     enum class State : uint8_t { Connecting, TlsHandshake, Upgrading, Open, Closing, Done };
 
-    Client(Driver& driver, Role role, std::string room);
+    // `target` (the Driver's options: the URL, or --publisher-url) outlives the client.
+    Client(Driver& driver, Role role, const Target& target, std::string room);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -107,6 +109,7 @@ private:
 
     Driver& driver_;
     const Role role_;
+    const Target& target_;        // where to connect: address, TLS, Host header
     State state_ = State::Connecting;
     bool raw_ = false;
     bool opened_ = false;         // reached Open (even if closing now)

@@ -53,7 +53,8 @@ private:
 Driver::Driver(const Options& options, const TlsClient* tls)
     : options_(options),
       tls_(tls),
-      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kWriteStagingBytes)) {
+      scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kWriteStagingBytes)),
+      acked_by_subscriber_(options.publisher_target.has_value()) {
     signals_ = std::make_unique<SignalWatch>(*this);
     if (::getrandom(&rng_state_, sizeof rng_state_, 0) != sizeof rng_state_) rng_state_ = monotonic_ns();
 }
@@ -83,6 +84,7 @@ Results Driver::run() {
     next_progress_ns_ = 1000 * kMs;
     progress_own_cpu_ = own_cpu();
     if (options_.server_pid) progress_server_cpu_ = process_cpu(options_.server_pid);
+    for (const CpuPid& p : options_.cpu_pids) progress_cpu_pids_.push_back(process_cpu(p.pid));
 
     switch (options_.scenario) {
         case Scenario::Echo:
@@ -127,6 +129,7 @@ Results Driver::run() {
             case Phase::Done: break;
         }
         if (phase_ == Phase::Warmup || phase_ == Phase::Measure) {
+            if (acked_by_subscriber_) check_stall();
             if (options_.scenario == Scenario::Broadcast && options_.rate) pace_publisher();
             if (options_.scenario == Scenario::Connect) top_up_connectors();
         }
@@ -166,7 +169,7 @@ void Driver::free_finished() noexcept {
 }
 
 bool Driver::open_client(Role role, std::string room) {
-    auto* c = new Client(*this, role, std::move(room));
+    auto* c = new Client(*this, role, target_for(role), std::move(room));
     live_.push_back(*c);
     ++connecting_;
     const util::SocketAddress* source = nullptr;
@@ -189,6 +192,10 @@ std::string Driver::room_for(uint32_t index) const {
     return base + (base.ends_with('/') ? "" : "/") + std::to_string(index);
 }
 
+const Target& Driver::target_for(Role role) const noexcept {
+    return role == Role::Publisher && options_.publisher_target ? *options_.publisher_target : options_.target;
+}
+
 void Driver::top_up_setup() {
     const uint32_t subscribers = options_.scenario == Scenario::Broadcast ? options_.connections : setup_target_;
     // idle with --server-pid: the first connection goes alone, and the server's RSS is read once it
@@ -203,11 +210,14 @@ void Driver::top_up_setup() {
         open_client(role, room_for(index));
     }
     // The publisher joins last, once every subscriber is in the room (wsrelay joins before it
-    // answers 101), so its first message reaches them all.
+    // answers 101), so its first message reaches them all. On another instance (--publisher-url)
+    // its room is its URL's path; the subscribers' instance subscribed to the room's channel when
+    // the first of them joined, long before this.
     if (options_.scenario == Scenario::Broadcast && phase_ == Phase::Setup && open_ == options_.connections &&
         setup_started_ == options_.connections) {
         ++setup_started_;
-        if (open_client(Role::Publisher, room_for(0))) publisher_ = live_.back();
+        if (open_client(Role::Publisher, options_.publisher_target ? options_.publisher_target->path : room_for(0)))
+            publisher_ = live_.back();
     }
     if (phase_ == Phase::Setup && open_ == setup_target_ && setup_started_ == setup_target_) start_traffic();
 }
@@ -239,6 +249,8 @@ void Driver::start_measure() {
     results_.messages = results_.published = results_.publish_skipped = results_.closes = 0;
     own_cpu_start_ = own_cpu();
     if (options_.server_pid) server_cpu_start_ = process_cpu(options_.server_pid);
+    cpu_pids_start_.clear();
+    for (const CpuPid& p : options_.cpu_pids) cpu_pids_start_.push_back(process_cpu(p.pid));
 }
 
 void Driver::end_measure() {
@@ -247,6 +259,12 @@ void Driver::end_measure() {
     results_.bench_cpu_s = own_cpu().total() - own_cpu_start_.total();
     if (options_.server_pid && server_cpu_start_) {
         if (const auto end = process_cpu(options_.server_pid)) results_.server_cpu_s = end->total() - server_cpu_start_->total();
+    }
+    results_.cpu_pids_s.clear();
+    for (size_t i = 0; i < options_.cpu_pids.size(); ++i) {
+        const auto end = process_cpu(options_.cpu_pids[i].pid);
+        const auto& start = cpu_pids_start_[i];
+        results_.cpu_pids_s.push_back(end && start ? std::optional(end->total() - start->total()) : std::nullopt);
     }
     if (options_.scenario == Scenario::Idle && options_.server_pid)
         results_.server_rss_after = process_rss_bytes(options_.server_pid);
@@ -278,6 +296,7 @@ void Driver::start_drain() {
 void Driver::on_open(Client& c) {
     --connecting_;
     ++open_;
+    if (c.role() == Role::Subscriber && acked_by_subscriber_) ack_subscriber_ = &c;  // the last one stays
     if (c.role() == Role::Idler && options_.server_pid && !rss_primed_) {
         rss_primed_ = true;
         results_.server_rss_first = process_rss_bytes(options_.server_pid);
@@ -310,11 +329,14 @@ void Driver::on_message(Client& c, bool timed, uint64_t sent_ns) {
                 ++results_.messages;
                 if (timed) results_.latency.record(now_ns_ - sent_ns);
             }
+            if (&c == ack_subscriber_) {
+                last_ack_ns_ = now_ns_;
+                acknowledge();
+            }
             break;
         case Role::Publisher:
-            // Its own message came back: acknowledged. Window mode refills the window at once.
-            if (unacked_) --unacked_;
-            if (!options_.rate && (phase_ == Phase::Warmup || measuring)) publish(options_.window - unacked_);
+            // Its own message came back: acknowledged, unless the subscribers are elsewhere.
+            if (!acked_by_subscriber_) acknowledge();
             break;
         case Role::Connector:
         case Role::Idler: break;
@@ -326,6 +348,8 @@ void Driver::on_done(Client& c, Outcome outcome, std::string_view why) {
     else --connecting_;
     graveyard_.push_back(c);
     if (&c == publisher_) publisher_ = nullptr;
+    const bool acker = &c == ack_subscriber_;
+    if (acker) ack_subscriber_ = nullptr;
     if (c.role() == Role::Connector) {
         --connectors_;
         if (outcome == Outcome::Closed && phase_ == Phase::Measure) ++results_.closes;
@@ -336,10 +360,25 @@ void Driver::on_done(Client& c, Outcome outcome, std::string_view why) {
     ++results_.errors;
     if (results_.error.empty()) results_.error = std::string(why);
     if (c.role() == Role::Publisher) fail_run("the publisher failed: " + std::string(why));
+    if (acker) fail_run("the acknowledging subscriber failed: " + std::string(why));
+}
+
+void Driver::acknowledge() {
+    if (unacked_) --unacked_;
+    // Window mode refills the window at once (the sends of one loop turn leave in one write).
+    if (!options_.rate && (phase_ == Phase::Warmup || phase_ == Phase::Measure)) publish(options_.window - unacked_);
+}
+
+void Driver::check_stall() {
+    if (unacked_ == 0 || now_ns_ - last_ack_ns_ <= kStallNs) return;
+    fail_run("no message for " + std::to_string(kStallNs / 1'000'000'000) + " s at the acknowledging subscriber with " +
+             std::to_string(unacked_) + " unacknowledged: lost between the instances? (see the publisher's instance's "
+             "wsrelay_cluster_messages_dropped_total)");
 }
 
 void Driver::publish(uint64_t count) {
     if (!publisher_ || publisher_->state() != Client::State::Open) return;
+    if (unacked_ == 0 && count) last_ack_ns_ = now_ns_;  // the stall clock starts now
     for (uint64_t i = 0; i < count; ++i) publisher_->send_message();
     unacked_ += count;
     if (phase_ == Phase::Measure) results_.published += count;
@@ -400,11 +439,22 @@ void Driver::progress_tick() {
             std::snprintf(server, sizeof server, "  server cpu %3.0f%%", 100.0 * (s->total() - progress_server_cpu_->total()) / interval_s);
         progress_server_cpu_ = s;
     }
+    std::string others;  // --cpu-pid: "  A 45%  B 80%"
+    for (size_t i = 0; i < options_.cpu_pids.size(); ++i) {
+        const auto s = process_cpu(options_.cpu_pids[i].pid);
+        if (s && progress_cpu_pids_[i]) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "  %s %3.0f%%", options_.cpu_pids[i].name.c_str(),
+                          100.0 * (s->total() - progress_cpu_pids_[i]->total()) / interval_s);
+            others += buf;
+        }
+        progress_cpu_pids_[i] = s;
+    }
     static constexpr const char* kPhase[] = {"setup", "warmup", "measure", "drain", "done"};
     const char* unit = options_.scenario == Scenario::Connect ? "handshakes/s" : options_.scenario == Scenario::Broadcast ? "deliveries/s" : "msg/s";
-    std::fprintf(stderr, "wsrelay-bench: %6.1fs %-7s %10.0f %s  %u open  cpu %3.0f%%%s\n",
+    std::fprintf(stderr, "wsrelay-bench: %6.1fs %-7s %10.0f %s  %u open  cpu %3.0f%%%s%s\n",
                  static_cast<double>(now_ns_) / 1e9, kPhase[static_cast<int>(phase_)],
-                 static_cast<double>(progress_count_) / interval_s, unit, open_, own_pct, server);
+                 static_cast<double>(progress_count_) / interval_s, unit, open_, own_pct, server, others.c_str());
     progress_count_ = 0;
 }
 

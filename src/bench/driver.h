@@ -11,12 +11,26 @@
 //
 // Loop turn: phase and timer work, then "write before sleep" (one flush per dirty client, so a
 // turn's messages for a connection leave in one write), then epoll_wait until the next deadline.
+//
+// broadcast flow control. The publisher keeps at most --window messages unacknowledged. In one
+// room on one server, a message is acknowledged by the publisher's own copy coming back: the
+// publisher joined the room last, and wsrelay serves members in the order they joined, so its copy
+// is written after every subscriber's, in the same pass. With --publisher-url the publisher is on
+// another instance, whose echo says nothing about the subscribers (the message still has Redis and
+// the subscribers' instance to cross); a message is then acknowledged by the subscriber that opened
+// last (wsrelay joins a connection before it answers 101), which holds the same place in the
+// subscribers' instance's order. Either way the window bounds what is still upstream of the last
+// recipient end to end (in A, Redis, B), messages keep arriving in bursts of the same size, and
+// what the other subscribers lag behind is what the generator has not read yet. A message lost
+// between the instances would hold its window slot for ever, so 2 s without a copy at that
+// subscriber while messages are unacknowledged fails the run rather than measuring a stall.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "bench/client.h"
 #include "bench/histogram.h"
@@ -67,11 +81,15 @@ private:
     static constexpr size_t kWriteStagingBytes = io::Transport::kStagingBytes;
     static constexpr uint64_t kDrainNs = 2'000'000'000;
     static constexpr uint64_t kMs = 1'000'000;
+    static constexpr uint64_t kStallNs = 2'000'000'000;  // --publisher-url: see "flow control" above
 
     using LiveList = util::IntrusiveList<Client, &Client::live_hook_>;
 
     bool open_client(Role role, std::string room);
     std::string room_for(uint32_t index) const;
+    const Target& target_for(Role role) const noexcept;
+    void acknowledge();
+    void check_stall();
     void top_up_setup();
     void start_traffic();
     void start_measure();
@@ -113,7 +131,10 @@ private:
 
     // Traffic.
     uint64_t traffic_start_ns_ = 0;
-    uint64_t unacked_ = 0;          // broadcast: the publisher's messages not yet echoed
+    uint64_t unacked_ = 0;          // broadcast: the publisher's messages not yet acknowledged
+    const bool acked_by_subscriber_;  // broadcast with --publisher-url (see "flow control" above)
+    Client* ack_subscriber_ = nullptr;  // then: the subscriber that opened last; its copies acknowledge
+    uint64_t last_ack_ns_ = 0;        // its last copy, or the publish that made unacked_ nonzero
     uint64_t rate_sent_ = 0;        // broadcast --rate: sends scheduled so far
     uint64_t connectors_ = 0;       // connect: connections under way
     uint64_t next_expiry_check_ns_ = 0;
@@ -123,6 +144,7 @@ private:
     uint64_t measure_start_ns_ = 0;
     CpuTimes own_cpu_start_;
     std::optional<CpuTimes> server_cpu_start_;
+    std::vector<std::optional<CpuTimes>> cpu_pids_start_;  // by Options::cpu_pids
 
     // Progress line.
     bool progress_ = false;
@@ -130,6 +152,7 @@ private:
     uint64_t progress_count_ = 0;   // messages (any phase) since the last line
     CpuTimes progress_own_cpu_;
     std::optional<CpuTimes> progress_server_cpu_;
+    std::vector<std::optional<CpuTimes>> progress_cpu_pids_;
 };
 
 }  // namespace wsrelay::bench

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     const Options& options = *parsed.options;
 
     TlsClient tls;
-    if (options.target.tls) {
+    if (options.target.tls || (options.publisher_target && options.publisher_target->tls)) {
         std::string error;
         tls = TlsClient::create(options.insecure, options.cafile, error);
         if (!tls.ok()) {

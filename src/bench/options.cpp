@@ -42,6 +42,9 @@ const char* const kUsage =
     "      --setup-concurrency N  connection attempts under way at once (256)\n"
     "      --source-ips LIST bind to each address in turn: 127.0.0.1-127.0.0.20 or a,b,c\n"
     "  -p, --server-pid PID  report the server's CPU per message and RSS (from /proc)\n"
+    "      --cpu-pid NAME=PID  report the CPU of process PID too, as NAME (repeatable)\n"
+    "      --publisher-url URL  broadcast: the publisher connects to URL (another instance of\n"
+    "                        the room), the subscribers to the main URL\n"
     "      --raw             speak the raw length-prefixed protocol (implied by tcp://)\n"
     "      --text            send text messages instead of binary ones\n"
     "      --insecure        wss: do not verify the server's certificate\n"
@@ -111,6 +114,19 @@ std::optional<util::SocketAddress> parse_ip(std::string_view text) {
 }
 
 }  // namespace
+
+std::optional<CpuPid> parse_cpu_pid(std::string_view text) {
+    constexpr size_t kMaxNameBytes = 32;
+    const size_t eq = text.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq > kMaxNameBytes) return std::nullopt;
+    const std::string_view name = text.substr(0, eq);
+    // The name becomes a JSON key and a label in the summary: keep it plain.
+    for (const char ch : name)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' && ch != '.') return std::nullopt;
+    const auto pid = parse_uint<pid_t>(text.substr(eq + 1), 1, std::numeric_limits<pid_t>::max());
+    if (!pid) return std::nullopt;
+    return CpuPid{std::string(name), *pid};
+}
 
 std::optional<uint64_t> parse_duration_ms(std::string_view text) noexcept {
     size_t unit_at = 0;
@@ -242,6 +258,7 @@ ParseResult parse_options(int argc, char** argv) {
     ParseResult r;
     Options o;
     bool raw = false;
+    std::string_view publisher_url;
     std::vector<std::string_view> positional;
     auto usage_error = [&](std::string what) {
         r.exit_code = 2;
@@ -315,6 +332,17 @@ ParseResult parse_options(int argc, char** argv) {
             if (ok) o.source_ips = std::move(*ips);
         } else if (name == "-p" || name == "--server-pid") {
             ok = number(o.server_pid, 1, std::numeric_limits<pid_t>::max());
+        } else if (name == "--cpu-pid") {
+            auto p = parse_cpu_pid(value());
+            ok = p.has_value();
+            if (ok) {
+                for (const CpuPid& other : o.cpu_pids)
+                    if (other.name == p->name) return usage_error("--cpu-pid name '" + p->name + "' given twice");
+                o.cpu_pids.push_back(std::move(*p));
+            }
+        } else if (name == "--publisher-url") {
+            publisher_url = value();
+            ok = !publisher_url.empty();
         } else if (name == "--raw") {
             raw = true;
         } else if (name == "--text") {
@@ -352,9 +380,22 @@ ParseResult parse_options(int argc, char** argv) {
     }
     if (o.target.raw && o.scenario == Scenario::Connect)
         return usage_error("the connect scenario needs WebSocket (no --raw)");
+    if (!publisher_url.empty()) {
+        if (o.scenario != Scenario::Broadcast) return usage_error("--publisher-url is for the broadcast scenario");
+        auto p = parse_target(publisher_url, error);
+        if (!p) {
+            r.exit_code = 2;
+            r.message = "wsrelay-bench: --publisher-url: " + error + "\n";
+            return r;
+        }
+        // Rooms that span instances are wsrelay's [cluster]; the raw ceiling server has no such thing.
+        if (o.target.raw || p->raw) return usage_error("--publisher-url needs WebSocket URLs (ws:// or wss://) on both sides");
+        o.publisher_target = std::move(*p);
+    }
     if (o.connections == 0) o.connections = default_connections(o.scenario);
     for (const auto& ip : o.source_ips)
-        if (ip.family() != o.target.address.family())
+        if (ip.family() != o.target.address.family() ||
+            (o.publisher_target && ip.family() != o.publisher_target->address.family()))
             return usage_error("--source-ips must be of the URL host's address family");
     r.options = std::move(o);
     return r;

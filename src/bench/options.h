@@ -36,9 +36,20 @@ struct Target {
     std::string url;             // as given, for reports
 };
 
+// Another process whose CPU time the run reports (--cpu-pid NAME=PID): a second server instance,
+// a Redis, anything with a /proc/PID/stat.
+struct CpuPid {
+    std::string name;  // [A-Za-z0-9_.-], at most 32 characters; unique in a run
+    pid_t pid = 0;
+};
+
 struct Options {
     Scenario scenario = Scenario::Echo;
     Target target;
+    // broadcast: where the publisher connects (--publisher-url; its path names its room), the
+    // subscribers going to `target`: a room that spans two instances. Its window is then
+    // acknowledged by the last subscriber's copies rather than by its own echo (see driver.h).
+    std::optional<Target> publisher_target;
     uint32_t connections = 0;      // scenario default when 0 (see default_connections())
     uint32_t depth = 8;            // echo: messages in flight per connection
     uint32_t size = 32;            // payload bytes per message
@@ -50,6 +61,7 @@ struct Options {
     uint32_t setup_concurrency = 256;    // connection attempts under way at once
     std::vector<util::SocketAddress> source_ips;  // bind() to each in turn; empty: the kernel picks
     pid_t server_pid = 0;          // read its CPU time and RSS from /proc
+    std::vector<CpuPid> cpu_pids;  // more processes whose CPU time is reported (--cpu-pid)
     bool text = false;             // text messages (timestamp in 8 ASCII characters) instead of binary
     bool json = false;             // one JSON line on stdout; the summary goes to stderr
     bool quiet = false;            // no progress line
@@ -74,6 +86,8 @@ extern const char* const kUsage;
 std::optional<uint64_t> parse_duration_ms(std::string_view text) noexcept;
 // "127.0.0.1-127.0.0.20", "10.0.0.1,10.0.0.2", "::1": a list of addresses with port 0.
 std::optional<std::vector<util::SocketAddress>> parse_source_ips(std::string_view text);
+// "redis=1234": a name for reports and a process ID.
+std::optional<CpuPid> parse_cpu_pid(std::string_view text);
 // ws://host[:port][/path], wss://..., tcp://host:port; resolves the host.
 std::optional<Target> parse_target(std::string_view url, std::string& error);
 

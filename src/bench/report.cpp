@@ -103,9 +103,14 @@ std::string format_summary(const Options& o, const Results& r) {
             appendf(out, "%u connections, %u in flight each, %u-byte %s messages\n", o.connections, o.depth, o.size, kind);
             break;
         case Scenario::Broadcast:
-            appendf(out, "1 publisher -> %u subscribers, %u-byte %s messages, ", o.connections, o.size, kind);
-            if (o.rate) appendf(out, "%" PRIu64 " msg/s (window %u)\n", o.rate, o.window);
-            else appendf(out, "window %u\n", o.window);
+            if (o.publisher_target) appendf(out, "1 publisher on %s", o.publisher_target->url.c_str());
+            else out += "1 publisher";
+            appendf(out, " -> %u subscribers, %u-byte %s messages, ", o.connections, o.size, kind);
+            if (o.rate) appendf(out, "%" PRIu64 " msg/s (window %u", o.rate, o.window);
+            else appendf(out, "window %u", o.window);
+            // See driver.h: the echo of another instance acknowledges nothing about this one.
+            if (o.publisher_target) out += o.rate ? ", acknowledged by the last subscriber)\n" : " (acknowledged by the last subscriber)\n";
+            else out += o.rate ? ")\n" : "\n";
             break;
         case Scenario::Connect: appendf(out, "%u handshakes at a time\n", o.connections); break;
         case Scenario::Idle: appendf(out, "%u idle connections\n", o.connections); break;
@@ -140,6 +145,21 @@ std::string format_summary(const Options& o, const Results& r) {
                     o.scenario == Scenario::Broadcast ? "delivery" : o.scenario == Scenario::Connect ? "handshake" : "message");
         appendf(out, " (pid %d)\n", static_cast<int>(o.server_pid));
     }
+    for (size_t i = 0; i < o.cpu_pids.size(); ++i) {
+        const CpuPid& p = o.cpu_pids[i];
+        const std::string label = "CPU " + p.name;
+        if (i >= r.cpu_pids_s.size() || !r.cpu_pids_s[i]) {
+            appendf(out, "  %-12s unreadable (pid %d gone?)\n", label.c_str(), static_cast<int>(p.pid));
+            continue;
+        }
+        const double cpu = *r.cpu_pids_s[i];
+        appendf(out, "  %-12s %.2f s = %.0f%% of a core", label.c_str(), cpu, 100 * cpu / r.measured_s);
+        if (r.messages)
+            appendf(out, " = %.3f µs per %s", cpu * 1e6 / static_cast<double>(r.messages),
+                    o.scenario == Scenario::Broadcast ? "delivery" : o.scenario == Scenario::Connect ? "handshake" : "message");
+        if (r.published) appendf(out, ", %.3f µs per published message", cpu * 1e6 / static_cast<double>(r.published));
+        appendf(out, " (pid %d)\n", static_cast<int>(p.pid));
+    }
     if (const auto per = rss_per_connection(r)) {
         appendf(out, "  server RSS   %s with %u connections = %s per connection", human_bytes(static_cast<double>(*r.server_rss_after)).c_str(),
                 r.connections_open, human_bytes(*per).c_str());
@@ -170,6 +190,7 @@ std::string format_json(const Options& o, const Results& r) {
     str("scenario", scenario_name(o.scenario));
     str("transport", transport_name(o));
     str("url", o.target.url);
+    if (o.publisher_target) str("publisher_url", o.publisher_target->url);  // only with --publisher-url
     integer("connections", o.connections);
     integer("depth", o.depth);
     integer("size", o.size);
@@ -199,6 +220,26 @@ std::string format_json(const Options& o, const Results& r) {
     opt("server_cpu_us_per_msg",
         r.server_cpu_s && r.messages ? std::optional(*r.server_cpu_s * 1e6 / static_cast<double>(r.messages)) : std::nullopt,
         "%.4f");
+    if (!o.cpu_pids.empty()) {
+        // --cpu-pid NAME=PID: "cpu_pids":{"NAME":{"pid":..,"cpu_s":..,"cpu_util":..,"us_per_msg":..,
+        // "us_per_published":..},...}; figures null when the process could not be read.
+        out += "\"cpu_pids\":{";
+        for (size_t i = 0; i < o.cpu_pids.size(); ++i) {
+            const std::optional<double> cpu = i < r.cpu_pids_s.size() ? r.cpu_pids_s[i] : std::nullopt;
+            appendf(out, "%s:{", json_string(o.cpu_pids[i].name).c_str());
+            integer("pid", static_cast<uint64_t>(o.cpu_pids[i].pid));
+            opt("cpu_s", cpu, "%.3f");
+            opt("cpu_util", cpu && r.measured_s > 0 ? std::optional(*cpu / r.measured_s) : std::nullopt, "%.3f");
+            opt("us_per_msg", cpu && r.messages ? std::optional(*cpu * 1e6 / static_cast<double>(r.messages)) : std::nullopt,
+                "%.4f");
+            opt("us_per_published",
+                cpu && r.published ? std::optional(*cpu * 1e6 / static_cast<double>(r.published)) : std::nullopt, "%.4f");
+            out.back() = '}';  // the last figure's comma
+            out += ',';
+        }
+        out.back() = '}';
+        out += ',';
+    }
     opt("server_rss_before_bytes", bytes(r.server_rss_before), "%.0f");
     opt("server_rss_first_bytes", bytes(r.server_rss_first), "%.0f");
     opt("server_rss_after_bytes", bytes(r.server_rss_after), "%.0f");

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bench/histogram.h"
 #include "bench/options.h"
@@ -25,6 +26,7 @@ struct Results {
     Histogram latency;             // ns: send -> receive (connect: connect() -> 101)
     double bench_cpu_s = 0;        // our user + system CPU in the measured interval
     std::optional<double> server_cpu_s;       // the server's, with --server-pid
+    std::vector<std::optional<double>> cpu_pids_s;  // by Options::cpu_pids; empty if unreadable
     // idle, with --server-pid: the server's RSS before the first connection, with the first one
     // (its one-time costs paid: code paged in, the room created), and with all of them at the end.
     std::optional<uint64_t> server_rss_before;

@@ -4,9 +4,10 @@
 
 Starts the built wsrelay the way systemd would (a listening socket on 127.0.0.1:0 passed as fd 3,
 LISTEN_FDS=1), a second one with a TLS listener (a throwaway self-signed certificate, when the
-openssl command exists), and wsrelay-raw-ceiling on a port of its choosing. Then runs each
-scenario for 1 s with tiny sizes and asserts that wsrelay-bench exits 0 and prints a JSON line
-with nonzero counts. Standard library only.
+openssl command exists), and wsrelay-raw-ceiling on a port of its choosing; when redis-server is
+installed, also two instances sharing rooms through it ([cluster]). Then runs each scenario for
+1 s with tiny sizes and asserts that wsrelay-bench exits 0 and prints a JSON line with nonzero
+counts. Standard library only.
 
 Usage: smoke.py --wsrelay PATH --bench PATH --raw-server PATH
 """
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 CONFIG = """[server]
 log_level = "warning"
@@ -30,13 +32,15 @@ max_connections_per_ip = 0
 message_rate = 0
 send_queue_bytes = 16777216
 {tls}
+{extra}
 """
 
 RUN_TIMEOUT_S = 60  # one scenario: 1 s measured, setup and drain are bounded by the bench too
 
 
-def start_wsrelay(binary, workdir, name, tls=None):
-    """wsrelay socket-activated on 127.0.0.1:<free port>; returns (Popen, port)."""
+def start_wsrelay(binary, workdir, name, tls=None, extra=""):
+    """wsrelay socket-activated on 127.0.0.1:<free port>; returns (Popen, port). `extra` is
+    appended to its configuration."""
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -50,7 +54,7 @@ def start_wsrelay(binary, workdir, name, tls=None):
         tls_table = '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' % tls
     config = os.path.join(workdir, name + ".toml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(listen=listen, tls=tls_table))
+        f.write(CONFIG.format(listen=listen, tls=tls_table, extra=extra))
     log = open(os.path.join(workdir, name + ".log"), "wb")
     # fd 3 in the daemon: the socket arrives as the shell's stdin, which dups it to 3.
     script = 'exec 3<&0 0</dev/null; LISTEN_FDS=1 LISTEN_PID=$$ exec "$0" "$@"'
@@ -69,6 +73,55 @@ def start_raw(binary):
         proc.kill()
         raise RuntimeError("wsrelay-raw-ceiling did not start: %r" % line)
     return proc, int(line.rsplit(":", 1)[1])
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def redis_clients(port):
+    """Connections Redis has (CLIENT LIST, this one included), or 0 while it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n")
+            data = b""
+            while True:  # one bulk string: "$<length>\r\n<length bytes>\r\n"
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                header, sep, body = data.partition(b"\r\n")
+                if sep and header.startswith(b"$") and len(body) >= int(header[1:]) + 2:
+                    break
+            return data.count(b"id=")
+    except (OSError, ValueError):
+        return 0
+
+
+def start_cluster(redis_server, wsrelay, workdir):
+    """redis-server and two wsrelay instances sharing rooms through it; returns the processes and
+    the two instances' ports, or None when the links do not come up within 10 s."""
+    rport = free_port()
+    redis = subprocess.Popen([redis_server, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [redis]
+    extra = '[cluster]\nredis = "redis://127.0.0.1:%d"\n' % rport
+    a, a_port = start_wsrelay(wsrelay, workdir, "cluster-a", extra=extra)
+    b, b_port = start_wsrelay(wsrelay, workdir, "cluster-b", extra=extra)
+    procs += [a, b]
+    # Each instance opens a publishing and a subscribing connection; the link counts as up once
+    # Redis answered a PING on both, a moment later.
+    deadline = time.monotonic() + 10
+    while redis_clients(rport) < 1 + 4:
+        if time.monotonic() > deadline:
+            return procs, None
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return procs, (redis, a, a_port, b, b_port)
 
 
 def make_cert(workdir):
@@ -127,12 +180,31 @@ def main():
             ("ws broadcast", ["broadcast", "-c", "8", "-w", "4", "-s", "16", ws_url], ws.pid, busy),
             ("ws broadcast rate", ["broadcast", "-c", "4", "-r", "200", "-s", "16", ws_url], ws.pid,
              ["messages", "published"]),
+            # --publisher-url naming the same instance: acknowledged by the last subscriber.
+            ("ws broadcast publisher url", ["broadcast", "-c", "8", "-w", "4", "-s", "16", "--publisher-url", ws_url,
+                                            "--cpu-pid", "self=%d" % ws.pid, ws_url], ws.pid, busy + ["cpu_pids"]),
             ("ws connect", ["connect", "-c", "2", ws_url], ws.pid, ["messages", "closes"]),
             ("ws idle", ["idle", "-c", "20", ws_url], ws.pid, ["connections_open", "server_rss_after_bytes"]),
             ("raw echo", ["echo", "-c", "4", "-d", "2", "-s", "16", raw_url], raw.pid, busy),
             ("raw broadcast", ["broadcast", "-c", "8", "-w", "4", "-s", "16", raw_url], raw.pid, busy),
             ("raw idle", ["idle", "-c", "20", raw_url], raw.pid, ["connections_open", "server_rss_after_bytes"]),
         ]
+        redis_server = shutil.which("redis-server")
+        if redis_server:
+            cluster_procs, cluster = start_cluster(redis_server, a.wsrelay, workdir)
+            procs += cluster_procs
+            if cluster is None:
+                failures.append("cluster: the instances did not connect to redis-server within 10 s")
+            else:
+                redis, ca, ca_port, cb, cb_port = cluster
+                # Publisher on instance A, subscribers on instance B, one room through Redis.
+                runs.append(("ws broadcast across instances",
+                             ["broadcast", "-c", "8", "-w", "4", "-s", "16",
+                              "--publisher-url", "ws://127.0.0.1:%d/smoke" % ca_port,
+                              "--cpu-pid", "A=%d" % ca.pid, "--cpu-pid", "redis=%d" % redis.pid,
+                              "ws://127.0.0.1:%d/smoke" % cb_port], cb.pid, busy + ["cpu_pids"]))
+        else:
+            print("no redis-server: the run across instances is skipped")
         if shutil.which("openssl"):
             wss, wss_port = start_wsrelay(a.wsrelay, workdir, "wss", tls=make_cert(workdir))
             procs.append(wss)

@@ -17,7 +17,7 @@ namespace wsrelay::cluster {
 namespace {
 
 constexpr uint64_t kFirstBackoffMs = 100;
-constexpr uint64_t kMaxBackoffMs = 5000;
+constexpr uint64_t kMaxBackoffMs = 2000;   // a restarted Redis is back in use within ~2 s
 constexpr uint64_t kConnectTimeoutMs = 5000;
 constexpr size_t kChannelsPerCommand = 256;  // (UN)SUBSCRIBE arguments per command
 

@@ -11,7 +11,7 @@
 // are already waiting to be written to Redis (Redis slow or stopped), messages are not published
 // and are counted as dropped; local delivery never depends on Redis.
 //
-// The link reconnects with exponential backoff (100 ms doubling to 5 s), then subscribes every
+// The link reconnects with exponential backoff (100 ms doubling to 2 s), then subscribes every
 // room that has local members. It logs one warning when it goes down and one notice when it is
 // back, with the outage's length and the messages dropped meanwhile.
 //

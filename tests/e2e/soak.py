@@ -106,6 +106,7 @@ if HERE not in sys.path:
 
 import harness  # noqa: E402
 import wsclient  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 from wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 
 KiB = 1 << 10
@@ -1117,78 +1118,6 @@ def fetch_metrics(port):
     return raw.decode(errors="replace")
 
 
-class RedisServer:
-    """Cluster mode: a throwaway redis-server (Debian's) in its own directory, on a free loopback
-    port, without persistence, answering PING. Its log is redis.log in `directory`."""
-
-    def __init__(self, directory):
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("no redis-server (Debian: apt-get install redis-server)")
-        os.makedirs(directory, exist_ok=True)
-        self.log_path = os.path.join(directory, "redis.log")
-        self.proc = None
-        # free_port() leaves a moment in which another process may take the port: then
-        # redis-server exits at once and we try another one.
-        for _attempt in range(5):
-            self.port = harness.free_port()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", directory],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    close_fds=True)
-            try:
-                got = harness.wait_for(self.ping_or_exit, 30, "redis-server on 127.0.0.1:%d to "
-                                       "answer PING" % self.port,
-                                       until=lambda v: v in ("PONG", "exited"))
-            except BaseException:
-                self.stop()     # the caller gets no object to stop
-                raise
-            if got == "PONG":
-                return
-        raise RuntimeError("redis-server did not start; its log:\n" + self.log()[-3000:])
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
-
-    def ping(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as s:
-            s.sendall(b"PING\r\n")
-            data = b""
-            while not data.endswith(b"\r\n"):
-                chunk = s.recv(64)
-                if not chunk:
-                    break
-                data += chunk
-        return data.strip().decode(errors="replace").lstrip("+")
-
-    def ping_or_exit(self):
-        if self.proc.poll() is not None:
-            return "exited"
-        try:
-            return self.ping()
-        except OSError as e:
-            return "%s: %s" % (type(e).__name__, e)
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 class Report:
     def __init__(self):
         self.failures = []
@@ -1227,7 +1156,7 @@ def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600,
     daemons = []
     try:
         if cluster:
-            redis = RedisServer(os.path.join(tmp, "redis"))
+            redis = RedisServer(directory=os.path.join(tmp, "redis"))
         config = make_config(pki, redis.url if redis else None)
         for _i in range(2 if cluster else 1):
             daemons.append(MultiSocketDaemon(config))
@@ -1242,7 +1171,7 @@ def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600,
             else:
                 d.cleanup()
         if redis is not None:
-            redis.stop()
+            redis.cleanup()
         if keep and redis is not None:
             print("redis log kept in %s" % redis.log_path, file=out, flush=True)
         else:

@@ -83,8 +83,8 @@ Results Driver::run() {
     progress_ = !options_.quiet && options_.warmup_ms + options_.duration_ms > 3000;
     next_progress_ns_ = 1000 * kMs;
     progress_own_cpu_ = own_cpu();
-    if (options_.server_pid) progress_server_cpu_ = process_cpu(options_.server_pid);
-    for (const CpuPid& p : options_.cpu_pids) progress_cpu_pids_.push_back(process_cpu(p.pid));
+    if (options_.server_pid) progress_server_cpu_ = process_cpu_s(options_.server_pid);
+    for (const CpuPid& p : options_.cpu_pids) progress_cpu_pids_.push_back(process_cpu_s(p.pid));
 
     switch (options_.scenario) {
         case Scenario::Echo:
@@ -248,9 +248,9 @@ void Driver::start_measure() {
     results_.latency.reset();
     results_.messages = results_.published = results_.publish_skipped = results_.closes = 0;
     own_cpu_start_ = own_cpu();
-    if (options_.server_pid) server_cpu_start_ = process_cpu(options_.server_pid);
+    if (options_.server_pid) server_cpu_start_ = process_cpu_s(options_.server_pid);
     cpu_pids_start_.clear();
-    for (const CpuPid& p : options_.cpu_pids) cpu_pids_start_.push_back(process_cpu(p.pid));
+    for (const CpuPid& p : options_.cpu_pids) cpu_pids_start_.push_back(process_cpu_s(p.pid));
 }
 
 void Driver::end_measure() {
@@ -258,13 +258,13 @@ void Driver::end_measure() {
     results_.measured_s = static_cast<double>(now_ns_ - measure_start_ns_) / 1e9;
     results_.bench_cpu_s = own_cpu().total() - own_cpu_start_.total();
     if (options_.server_pid && server_cpu_start_) {
-        if (const auto end = process_cpu(options_.server_pid)) results_.server_cpu_s = end->total() - server_cpu_start_->total();
+        if (const auto end = process_cpu_s(options_.server_pid)) results_.server_cpu_s = *end - *server_cpu_start_;
     }
     results_.cpu_pids_s.clear();
     for (size_t i = 0; i < options_.cpu_pids.size(); ++i) {
-        const auto end = process_cpu(options_.cpu_pids[i].pid);
+        const auto end = process_cpu_s(options_.cpu_pids[i].pid);
         const auto& start = cpu_pids_start_[i];
-        results_.cpu_pids_s.push_back(end && start ? std::optional(end->total() - start->total()) : std::nullopt);
+        results_.cpu_pids_s.push_back(end && start ? std::optional(*end - *start) : std::nullopt);
     }
     if (options_.scenario == Scenario::Idle && options_.server_pid)
         results_.server_rss_after = process_rss_bytes(options_.server_pid);
@@ -434,18 +434,18 @@ void Driver::progress_tick() {
     progress_own_cpu_ = own;
     char server[48] = "";
     if (options_.server_pid) {
-        const auto s = process_cpu(options_.server_pid);
+        const auto s = process_cpu_s(options_.server_pid);
         if (s && progress_server_cpu_)
-            std::snprintf(server, sizeof server, "  server cpu %3.0f%%", 100.0 * (s->total() - progress_server_cpu_->total()) / interval_s);
+            std::snprintf(server, sizeof server, "  server cpu %3.0f%%", 100.0 * (*s - *progress_server_cpu_) / interval_s);
         progress_server_cpu_ = s;
     }
     std::string others;  // --cpu-pid: "  A 45%  B 80%"
     for (size_t i = 0; i < options_.cpu_pids.size(); ++i) {
-        const auto s = process_cpu(options_.cpu_pids[i].pid);
+        const auto s = process_cpu_s(options_.cpu_pids[i].pid);
         if (s && progress_cpu_pids_[i]) {
             char buf[64];
             std::snprintf(buf, sizeof buf, "  %s %3.0f%%", options_.cpu_pids[i].name.c_str(),
-                          100.0 * (s->total() - progress_cpu_pids_[i]->total()) / interval_s);
+                          100.0 * (*s - *progress_cpu_pids_[i]) / interval_s);
             others += buf;
         }
         progress_cpu_pids_[i] = s;

@@ -143,16 +143,16 @@ private:
     Results results_;
     uint64_t measure_start_ns_ = 0;
     CpuTimes own_cpu_start_;
-    std::optional<CpuTimes> server_cpu_start_;
-    std::vector<std::optional<CpuTimes>> cpu_pids_start_;  // by Options::cpu_pids
+    std::optional<double> server_cpu_start_;
+    std::vector<std::optional<double>> cpu_pids_start_;  // by Options::cpu_pids
 
     // Progress line.
     bool progress_ = false;
     uint64_t next_progress_ns_ = 0;
     uint64_t progress_count_ = 0;   // messages (any phase) since the last line
     CpuTimes progress_own_cpu_;
-    std::optional<CpuTimes> progress_server_cpu_;
-    std::vector<std::optional<CpuTimes>> progress_cpu_pids_;
+    std::optional<double> progress_server_cpu_;
+    std::vector<std::optional<double>> progress_cpu_pids_;
 };
 
 }  // namespace wsrelay::bench

@@ -4,10 +4,11 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "util/log.h"
@@ -20,12 +21,12 @@ constexpr uint64_t kFirstBackoffMs = 100;
 constexpr uint64_t kMaxBackoffMs = 2000;   // a restarted Redis is back in use within ~2 s
 constexpr uint64_t kConnectTimeoutMs = 5000;
 constexpr size_t kChannelsPerCommand = 256;  // (UN)SUBSCRIBE arguments per command
+constexpr size_t kReadChunk = 16 * 1024;
 
-std::string reply_error(const redisReply* r) {
-    if (!r) return "no reply (connection lost)";
-    if (r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
-    return {};
-}
+struct ReplyFree {
+    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using ReplyPtr = std::unique_ptr<redisReply, ReplyFree>;
 
 }  // namespace
 
@@ -59,22 +60,47 @@ void RedisLink::connect() {
     pub_ = open_side("publisher");
     if (pub_) sub_ = open_side("subscriber");
     if (!pub_ || !sub_) return;
-    // First the setup (AUTH, SELECT), then a PING whose answer says the side is usable. hiredis
-    // queues them until the connection is established.
+    // First the setup (AUTH, SELECT), then a PING whose answer says the side is usable; they wait
+    // in hiredis's output buffer until the connection is established. The publisher then asks
+    // for no replies at all (CLIENT REPLY OFF, Redis >= 3.2): nothing comes back for a PUBLISH,
+    // so publishing costs a write and no read or wake-up.
     for (Side* s : {pub_.get(), sub_.get()}) {
         if (!password_.empty()) {
             const char* argv[] = {"AUTH", password_.data()};
             const size_t len[] = {4, password_.size()};
-            redisAsyncCommandArgv(s->ac, on_setup_reply, const_cast<char*>("AUTH"), 2, argv, len);
+            send(*s, 2, argv, len);
+            s->setup.push_back("AUTH");
         }
         if (settings_.db) {
             const std::string db = std::to_string(settings_.db);
             const char* argv[] = {"SELECT", db.data()};
             const size_t len[] = {6, db.size()};
-            redisAsyncCommandArgv(s->ac, on_setup_reply, const_cast<char*>("SELECT"), 2, argv, len);
+            send(*s, 2, argv, len);
+            s->setup.push_back("SELECT");
         }
-        redisAsyncCommand(s->ac, on_ping_reply, nullptr, "PING");
+        const char* ping[] = {"PING"};
+        const size_t ping_len[] = {4};
+        send(*s, 1, ping, ping_len);
+        s->setup.push_back("PING");
     }
+    const char* reply_off[] = {"CLIENT", "REPLY", "OFF"};
+    const size_t reply_off_len[] = {6, 5, 3};
+    if (pub_) send(*pub_, 3, reply_off, reply_off_len);
+}
+
+void RedisLink::send(Side& side, int argc, const char** argv, const size_t* len) {
+    // Formatted by hiredis and appended to its output buffer, written by flush() (or on the
+    // EPOLLOUT edge that completes the connect). Not through redisAsyncCommand: hiredis would
+    // expect a reply for each command (and abort on one it did not expect); replies are ours.
+    if (side.retired || !side.ac) return;  // lost earlier (out of memory)
+    sds cmd = nullptr;
+    const long long n = redisFormatSdsCommandArgv(&cmd, argc, argv, len);
+    if (n < 0 || redisAppendFormattedCommand(&side.ac->c, cmd, static_cast<size_t>(n)) != REDIS_OK) {
+        redisFreeSdsCommand(cmd);
+        return lost(&side, "out of memory");
+    }
+    redisFreeSdsCommand(cmd);
+    side.want_write = true;
 }
 
 std::unique_ptr<RedisLink::Side> RedisLink::open_side(const char* name) {
@@ -123,25 +149,71 @@ std::unique_ptr<RedisLink::Side> RedisLink::open_side(const char* name) {
 
 void RedisLink::Side::on_event(uint32_t events) {
     if (!ac || retired) return;  // freed, or given up, earlier in this batch of events
-    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (want_write || !(ac->c.flags & REDIS_CONNECTED)))
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (want_write || !(ac->c.flags & REDIS_CONNECTED))) {
         redisAsyncHandleWrite(ac);  // completes the connect, or writes what a full socket held back
-    // Edge-triggered: read until the socket is empty. hiredis reads one chunk per call and runs
-    // the callbacks of every complete reply in it (which may retire this side). When Redis has
-    // closed (RDHUP/HUP/ERR), read on until hiredis sees the end and disconnects: that close came
-    // with this edge, and no other edge will report it (an instance whose members only listen
-    // would never notice the loss). Bounded: each call consumes a chunk or reaches the end.
-    const bool closed = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-    if (!(events & EPOLLIN) && !closed) return;
-    for (int chunks = 0; ac && !retired && chunks < (1 << 20); ++chunks) {
-        redisAsyncHandleRead(ac);
-        int queued = 0;
         if (!ac || retired) return;
-        if (!closed && (::ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0)) return;
+    }
+    if (!(ac->c.flags & REDIS_CONNECTED)) return;  // the connect is still under way
+    const bool closed = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    if ((events & EPOLLIN) || closed) link->read_replies(*this, closed);
+}
+
+void RedisLink::read_replies(Side& side, bool closed) {
+    // Edge-triggered: read until the socket is empty. A short read emptied it (data arriving
+    // later brings a new edge), so no further read or FIONREAD is needed to know. When Redis has
+    // closed (RDHUP/HUP/ERR), read on to the end of the stream: that close came with this edge and
+    // no other edge will report it (an instance whose members only listen would never notice the
+    // loss). hiredis's reader parses; each reply is handled (which may retire the side) and freed.
+    // Bounded: each read consumes a chunk or ends the loop.
+    std::array<char, kReadChunk> buf;
+    for (int chunks = 0; chunks < (1 << 20); ++chunks) {
+        const ssize_t n = ::read(side.fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) return lost(&side, n == 0 ? "Server closed the connection" : std::strerror(errno));
+        redisReader* reader = side.ac->c.reader;
+        if (redisReaderFeed(reader, buf.data(), static_cast<size_t>(n)) != REDIS_OK)
+            return lost(&side, "out of memory");
+        for (;;) {
+            void* r = nullptr;
+            if (redisReaderGetReply(reader, &r) != REDIS_OK)
+                return lost(&side, std::string("not the Redis protocol: ") + reader->errstr);
+            if (!r) break;
+            const ReplyPtr reply(static_cast<redisReply*>(r));
+            on_reply(side, *reply);
+            if (side.retired || !side.ac) return;
+        }
+        if (!closed && static_cast<size_t>(n) < buf.size()) return;
     }
 }
 
-// hiredis callbacks. Each finds its Side through the context; a retired side is being freed, and
-// its callbacks (run with no reply, or the disconnect) change nothing.
+void RedisLink::on_reply(Side& side, const redisReply& reply) {
+    if (!side.setup.empty()) {
+        // The answers to AUTH, SELECT and PING, in the order sent.
+        const char* what = side.setup.front();
+        side.setup.pop_front();
+        if (reply.type == REDIS_REPLY_ERROR)
+            return lost(&side, std::string(what) + " refused: " + std::string(reply.str, reply.len));
+        if (side.setup.empty()) side_ready(side);
+        return;
+    }
+    if (reply.type == REDIS_REPLY_ERROR) {
+        // A refused (UN)SUBSCRIBE (an ACL, say), or a server that answers the publisher all the
+        // same (one that knows no CLIENT REPLY OFF answers it with an error, then every PUBLISH).
+        uint64_t suppressed = 0;
+        if (server_.warn_allowed(suppressed))
+            WSLOG_WARNING("cluster: redis answered the %s with an error: %.*s (%llu similar suppressed)", side.name,
+                          static_cast<int>(std::min<size_t>(reply.len, 200)), reply.str,
+                          static_cast<unsigned long long>(suppressed));
+        return;
+    }
+    if (&side == sub_.get()) subscriber_reply(reply);
+    // Anything else on the publisher is the count a PUBLISH returns from a server that ignores
+    // CLIENT REPLY OFF: nothing to do with it.
+}
+
+// hiredis callbacks for the connection itself. Each finds its Side through the context; a
+// retired side is being freed, and its disconnect changes nothing.
 // hiredis frees the context itself after these two: the side lets go of it first, so that
 // lost() does not free it a second time.
 void RedisLink::on_connect(const redisAsyncContext* ac, int status) {
@@ -158,19 +230,6 @@ void RedisLink::on_disconnect(const redisAsyncContext* ac, int status) {
     const std::string why = status == REDIS_OK ? "connection closed" : (ac->errstr ? ac->errstr : "connection lost");
     side->ac = nullptr;
     side->link->lost(side, why);
-}
-
-void RedisLink::on_setup_reply(redisAsyncContext* ac, void* reply, void* privdata) {
-    Side* side = static_cast<Side*>(ac->data);
-    const std::string error = reply_error(static_cast<redisReply*>(reply));
-    if (!side || side->retired || !reply || error.empty()) return;  // a lost connection: on_disconnect
-    side->link->lost(side, std::string(static_cast<const char*>(privdata)) + " refused: " + error);
-}
-
-void RedisLink::on_ping_reply(redisAsyncContext* ac, void* reply, void*) {
-    Side* side = static_cast<Side*>(ac->data);
-    if (!side || side->retired || !reply || static_cast<redisReply*>(reply)->type == REDIS_REPLY_ERROR) return;
-    side->link->side_ready(*side);
 }
 
 void RedisLink::side_ready(Side& side) {
@@ -289,32 +348,31 @@ void RedisLink::send_subscriptions(const char* command, std::vector<std::string>
             argv.push_back(channels[j].data());
             len.push_back(channels[j].size());
         }
-        redisAsyncCommandArgv(sub_->ac, on_subscriber_reply, nullptr, static_cast<int>(argv.size()), argv.data(),
-                              len.data());
+        send(*sub_, static_cast<int>(argv.size()), argv.data(), len.data());
+        if (!sub_) break;  // lost (out of memory)
     }
     channels.clear();
 }
 
-void RedisLink::on_subscriber_reply(redisAsyncContext* ac, void* r, void*) {
-    const auto* reply = static_cast<redisReply*>(r);
-    Side* side = static_cast<Side*>(ac->data);
-    if (!side || side->retired || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
-    RedisLink& link = *side->link;
-    const redisReply* kind = reply->element[0];
-    const redisReply* channel = reply->element[1];
-    const redisReply* data = reply->element[2];
+void RedisLink::subscriber_reply(const redisReply& reply) {
+    // Pushed messages and the answers to (UN)SUBSCRIBE: ["message", channel, data],
+    // ["subscribe" | "unsubscribe", channel, subscriptions left]. Anything else is ignored.
+    if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 3) return;
+    const redisReply* kind = reply.element[0];
+    const redisReply* channel = reply.element[1];
+    const redisReply* data = reply.element[2];
     if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
     const std::string_view k(kind->str, kind->len);
     if (k == "message" && data->type == REDIS_REPLY_STRING) {
-        link.on_message({channel->str, channel->len}, {reinterpret_cast<const std::byte*>(data->str), data->len});
+        on_message({channel->str, channel->len}, {reinterpret_cast<const std::byte*>(data->str), data->len});
     } else if ((k == "subscribe" || k == "unsubscribe") && data->type == REDIS_REPLY_INTEGER) {
-        link.server_.stats().cluster_subscribed_rooms = static_cast<uint64_t>(std::max<long long>(0, data->integer));
+        server_.stats().cluster_subscribed_rooms = static_cast<uint64_t>(std::max<long long>(0, data->integer));
         if (k == "unsubscribe") {
             // Answered: the room may be subscribed again (if it got a member meanwhile).
-            const std::string_view room = room_of(link.settings_.channel_prefix, {channel->str, channel->len});
-            if (const auto it = link.unsubscribing_.find(room); it != link.unsubscribing_.end()) {
-                link.changed_.insert(*it);
-                link.unsubscribing_.erase(it);
+            const std::string_view room = room_of(settings_.channel_prefix, {channel->str, channel->len});
+            if (const auto it = unsubscribing_.find(room); it != unsubscribing_.end()) {
+                changed_.insert(*it);
+                unsubscribing_.erase(it);
             }
         }
     }
@@ -381,9 +439,13 @@ void RedisLink::flush() {
             const std::string channel = channel_for(settings_.channel_prefix, room);
             const char* argv[] = {"PUBLISH", channel.data(), bytes.data()};
             const size_t len[] = {7, channel.size(), bytes.size()};
-            redisAsyncCommandArgv(pub_->ac, nullptr, nullptr, 3, argv, len);
-            stats.cluster_published += w.messages();
-            ++stats.cluster_publishes;
+            send(*pub_, 3, argv, len);
+            if (pub_) {
+                stats.cluster_published += w.messages();
+                ++stats.cluster_publishes;
+            } else {
+                stats.cluster_dropped += w.messages();  // lost while appending (out of memory)
+            }
         }
         w.clear();
     }

@@ -4,9 +4,12 @@
 // channels of the rooms that have local members; what arrives from other instances goes to the
 // local members through Room::broadcast(), the same framed-once, batched path as local messages.
 //
-// Two hiredis connections (a subscribed connection can only (un)subscribe), driven by the
-// server's own epoll loop through hiredis's async API: no thread, and nothing here ever waits for
-// Redis. Publications are gathered per room during a loop turn and sent as one PUBLISH per room at
+// Two connections to Redis (a subscribed connection can only (un)subscribe), driven by the
+// server's own epoll loop: no thread, and nothing here ever waits for Redis. hiredis's async API
+// makes the non-blocking connection and buffers the output; hiredis formats the commands and
+// parses the replies, which this class reads from the socket and handles itself (so a reply
+// nobody asked for, from a hostile or broken server, is ignored rather than fatal). The publisher
+// runs with CLIENT REPLY OFF: a PUBLISH costs one write, and no read or wake-up for its answer. Publications are gathered per room during a loop turn and sent as one PUBLISH per room at
 // the end of it (Backplane::flush()). While the link is down, or when more than max_pending_bytes
 // are already waiting to be written to Redis (Redis slow or stopped), messages are not published
 // and are counted as dropped; local delivery never depends on Redis.
@@ -22,6 +25,7 @@
 #include <hiredis/async.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,14 +83,19 @@ private:
         const char* name = "";         // "publisher" / "subscriber", for logs
         redisAsyncContext* ac = nullptr;
         int fd = -1;
-        bool want_write = false;       // hiredis has output queued (its addWrite hook)
+        bool want_write = false;       // output queued (by send(), or hiredis's addWrite hook)
         bool ready = false;            // connected, AUTH/SELECT accepted, PING answered
+        std::deque<const char*> setup; // the setup commands whose answers are still due, in order
         bool retired = false;          // given up: its callbacks change nothing
         void on_event(uint32_t events) override;
     };
 
     void connect();
     std::unique_ptr<Side> open_side(const char* name);
+    void send(Side& side, int argc, const char** argv, const size_t* len);  // may lose the link
+    void read_replies(Side& side, bool closed);
+    void on_reply(Side& side, const redisReply& reply);
+    void subscriber_reply(const redisReply& reply);
     void lost(Side* side, const std::string& why);
     void close_sides();
     void side_ready(Side& side);
@@ -97,9 +106,6 @@ private:
 
     static void on_connect(const redisAsyncContext* ac, int status);
     static void on_disconnect(const redisAsyncContext* ac, int status);
-    static void on_setup_reply(redisAsyncContext* ac, void* reply, void* privdata);
-    static void on_ping_reply(redisAsyncContext* ac, void* reply, void* privdata);
-    static void on_subscriber_reply(redisAsyncContext* ac, void* reply, void* privdata);
 
     relay::Server& server_;
     io::EventLoop& loop_;
@@ -121,8 +127,8 @@ private:
     std::unordered_set<std::string, StringHash, std::equal_to<>> active_;  // rooms with local members
     // Subscriptions follow active_, reconciled once per turn (a member that joins and leaves in
     // one turn changes nothing). A room is re-subscribed only once Redis has answered its
-    // UNSUBSCRIBE: hiredis 0.14 drops a channel's callback when that answer arrives, and would
-    // drop the callback of a SUBSCRIBE sent meanwhile with it.
+    // UNSUBSCRIBE: at most one of the two is in flight per room, and subscribed_rooms follows
+    // Redis's answers.
     std::unordered_set<std::string, StringHash, std::equal_to<>> changed_;        // rooms to reconsider
     std::unordered_set<std::string, StringHash, std::equal_to<>> subscribed_;     // SUBSCRIBE sent
     std::unordered_set<std::string, StringHash, std::equal_to<>> unsubscribing_;  // UNSUBSCRIBE unanswered

@@ -158,8 +158,19 @@ class Daemon:
         env = dict(env or {})
         env.setdefault("NOTIFY_SOCKET", self.notify_path)
         self._start(activation, list(args), listen, env)
+        self._check_stderr_is_ours()
         if wait_ready:
             self.wait_notify("READY=1")
+
+    def _check_stderr_is_ours(self):
+        """The process's fd 2 is our stderr.log (inherited through any launcher that execs it):
+        every check of the log depends on it, so a mix-up fails here, by name."""
+        try:
+            target = os.readlink("/proc/%d/fd/2" % self.proc.pid)
+        except OSError:
+            return      # exited already: wait_notify() or the test reports that
+        if target != os.path.realpath(self.stderr_path):
+            raise AssertionError("wsrelay's stderr is %r, not %r" % (target, self.stderr_path))
 
     def poll_notify(self, timeout=0.0):
         """Collect sd_notify datagrams that arrived (waiting up to `timeout` for the first)."""
@@ -363,7 +374,13 @@ class Daemon:
             with open(self.stderr_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
-            return ""
+            if getattr(self, "_removed", False):
+                return ""       # cleaned up: the log went with the directory
+            # Never "no log": a test that looks for a line must not pass or fail on a file that
+            # vanished under it.
+            raise AssertionError("wsrelay's stderr file %s is gone (its directory %s: %s)" % (
+                self.stderr_path, self.tmp,
+                os.listdir(self.tmp) if os.path.isdir(self.tmp) else "gone too")) from None
 
     def stdout(self):
         try:
@@ -393,6 +410,7 @@ class Daemon:
     def cleanup(self, keep_tmp=False):
         self.kill()
         if not keep_tmp and os.environ.get("WSRELAY_E2E_KEEP") is None:
+            self._removed = True
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):

@@ -25,6 +25,7 @@ import re
 import signal
 import socket
 import tempfile
+import threading
 import time
 import unittest
 
@@ -525,8 +526,8 @@ class OutageTest(ClusterTestCase):
         finally:
             r.signal(signal.SIGCONT)
         try:
-            # B has A's message: Redis has written its answer to A's PUBLISH and the message to
-            # A's own subscription too (A does not deliver it twice).
+            # B has A's message: Redis has written it to A's own subscription too (A does not
+            # deliver it twice; its publisher connection gets no answers, CLIENT REPLY OFF).
             self.assertEqual(cb.recv_data(timeout=20).text, "A:0")
             r.kill()
         finally:
@@ -722,6 +723,152 @@ class LinkProblemTest(ClusterTestCase):
         self.assertEqual(len(lines_with(d, "unavailable (")), 1, d.stderr())
         c1.send_text("after reload")
         self.assertEqual(c2.recv_data().text, "after reload")
+
+
+class HostileRedis:
+    """A server on a loopback port that speaks RESP the way a broken or hostile Redis-compatible
+    server might: it answers the setup (PING), but also sends replies nobody asked for, answers
+    CLIENT REPLY OFF with an error and then every PUBLISH all the same, pushes malformed and
+    foreign messages to a subscriber, and, once told to, garbage that is not RESP at all. It
+    records every command it receives, per connection. Not a stand-in for Redis (the other tests
+    run the real one): the tests here are about what such a peer must not do to wsrelay."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.commands = []          # per accepted connection: the list of commands (tuples)
+        self.conns = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                log = []
+                self.commands.append(log)
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, log), daemon=True).start()
+
+    @staticmethod
+    def _read_command(f):
+        head = f.readline()
+        if not head:
+            return None
+        assert head.startswith(b"*"), head
+        args = []
+        for _ in range(int(head[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:-2])
+        return tuple(args)
+
+    def _serve(self, conn, log):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                cmd = self._read_command(f)
+                if cmd is None:
+                    return
+                with self.lock:
+                    log.append(cmd)
+                name = cmd[0].upper()
+                if name == b"PING":
+                    # PONG, then replies to nothing: an unexpected "+OK" and an integer.
+                    conn.sendall(b"+PONG\r\n+OK\r\n:7\r\n")
+                elif name == b"CLIENT":
+                    conn.sendall(b"-ERR unknown subcommand 'REPLY'\r\n")
+                elif name == b"PUBLISH":
+                    conn.sendall(b":1\r\n")
+                elif name == b"SUBSCRIBE":
+                    for i, ch in enumerate(cmd[1:], 1):
+                        conn.sendall(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:%d\r\n"
+                                     % (len(ch), ch, i))
+                        # A push of the wrong shape, a message on a channel that is not a
+                        # room's, and one whose envelope is corrupt.
+                        conn.sendall(b"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n")
+                        conn.sendall(b"*3\r\n$7\r\nmessage\r\n$5\r\nother\r\n$3\r\nabc\r\n")
+                        conn.sendall(b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$4\r\n\xff\xff\xff\xff\r\n"
+                                     % (len(ch), ch))
+        except (OSError, AssertionError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def connections(self):
+        with self.lock:
+            return [list(c) for c in self.commands]
+
+    def send_garbage(self):
+        """Bytes that are not RESP, on every connection open now."""
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.sendall(b"?this is not RESP\r\n")
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping = True
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.thread.join(timeout=5)
+
+
+class HostileServerTest(ClusterTestCase):
+
+    def test_replies_nobody_asked_for_and_garbage_cost_no_crash(self):
+        fake = HostileRedis()
+        self.addCleanup(fake.close)
+        d = self.instance(fake.url, "A")
+        self.wait_link_up(d)
+        c1, c2 = self.connect(d, "/h"), self.connect(d, "/h")
+        self.wait_subscribed(1, d)
+        for i in range(20):
+            c1.send_text("h%d" % i)
+        self.assertEqual([c2.recv_data().text for _ in range(20)], ["h%d" % i for i in range(20)])
+        self.assertEqual([c1.recv_data().text for _ in range(20)], ["h%d" % i for i in range(20)])
+        self.wait_metric(d, "wsrelay_cluster_messages_published_total", lambda v: v == 20, "to be 20")
+        # The publisher asked for no answers, after the setup and before its first PUBLISH; the
+        # server's error to that and its answers to every PUBLISH were ignored.
+        pub = next(c for c in fake.connections() if any(cmd[0] == b"PUBLISH" for cmd in c))
+        names = [b" ".join(cmd[:3]) if cmd[0] == b"CLIENT" else cmd[0] for cmd in pub]
+        self.assertEqual(names[:2], [b"PING", b"CLIENT REPLY OFF"], names)
+        self.assertEqual(set(names[2:]), {b"PUBLISH"}, names)
+        self.wait_log(d, "cluster: redis answered the publisher with an error: ERR unknown "
+                         "subcommand 'REPLY'")
+        self.wait_log(d, 'cluster: ignoring a message on redis channel "other": not a room channel')
+        self.wait_log(d, 'cluster: ignoring a message on redis channel "wsrelay:room:/h"')
+        self.assertEqual(self.metric(d, "wsrelay_cluster_messages_received_total"), 0)
+        self.assertEqual(self.metric(d, "wsrelay_cluster_link_up"), 1)
+        self.healthz(d)
+        # Not RESP at all: the link is given up (one warning) and made again.
+        fake.send_garbage()
+        line = self.wait_log(d, "cluster: redis link to 127.0.0.1:%d down (" % fake.port)[0]
+        self.assertIn("not the Redis protocol", line)
+        self.wait_metric(d, "wsrelay_cluster_reconnects_total", lambda v: v == 1, "to be 1")
+        self.wait_subscribed(1, d)
+        c1.send_text("after")
+        self.assertEqual(c2.recv_data().text, "after")
+        self.healthz(d)
+        self.assertIsNone(d.proc.poll(), "wsrelay exited")
 
 
 class CheckConfigTest(unittest.TestCase):

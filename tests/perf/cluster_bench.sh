@@ -41,8 +41,8 @@
 #          delivery (1000x as much): they take a few percent of the generator's CPU, and in the
 #          window rows the generator competes with them for it.
 #   capacity: redis-server alone on CPU 0; redis-benchmark and the sinks on CPU 1.
-# CPU per delivery and per message come from /proc/PID/stat (clock ticks of 10 ms): they do not
-# depend on who shares a CPU, deliveries/s does.
+# CPU per delivery and per message come from /proc/PID/task/*/schedstat (the scheduler's own
+# account, in ns): they depend little on who shares a CPU, deliveries/s does.
 #
 # Environment (defaults in brackets):
 #   RUNS [3]  DURATION [5] (seconds measured)  WARMUP [1]  WINDOW [32]  RATE [100]  SIZE [32]

@@ -36,6 +36,14 @@ The six checks of issue 10, then three that prove the rest of the packaging prom
      the same room on the other, both ways, exactly once. (Check 8 purged the package: this one
      installs it again, and purges it afterwards.)
 
+ 10. Every core: `[server] workers = 2` with the same [cluster] redis, `systemctl restart wsrelay`:
+     the main process (MainPID) has two worker processes, the journal says both are ready and that
+     the packaged socket is shared by them, STATUS= sums them ("2 of 2 workers: ...", cluster link
+     up on both); 20 members of one room all get a message once; `kill -9` of a worker is logged at
+     err and the worker replaced (same MainPID, the service active); `systemctl reload` reaches
+     both workers; `systemctl stop` sends 1001 to every member and the unit ends inactive, not
+     failed.
+
 Prints one line per check and "N passed, N failed"; with -v (or on failure) the evidence follows
 each check line, indented. Exit status: 0 all passed, 1 otherwise.
 """
@@ -616,11 +624,17 @@ def expect_nothing_more(clients, wait=0.5):
         raise Failure("a member of the room got one more message: %r" % (m,))
 
 
-def check_cluster(c):
+def ensure_installed(c):
+    """Installs the package if an earlier check purged it; returns whether it was installed."""
     installed = run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "wsrelay"], check=False).stdout.startswith("ii")
     if not installed:
         p = run(["apt", "install", "-y", State.deb], timeout=600)
-        c.note("$ apt install -y %s (purged by check 8): %s" % (State.deb, tail(p.stdout, 1)))
+        c.note("$ apt install -y %s (purged by an earlier check): %s" % (State.deb, tail(p.stdout, 1)))
+    return installed
+
+
+def check_cluster(c):
+    installed = ensure_installed(c)
     original = read(CONF)
     room = "/e2e-cluster"
     channel = "wsrelay:room:" + room  # cluster.channel_prefix's default, then room:<path>
@@ -698,6 +712,97 @@ def check_cluster(c):
             run(["apt", "purge", "-y", "wsrelay"], check=False, timeout=300)
 
 
+def children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return sorted(out)
+
+
+def check_workers(c):
+    installed = ensure_installed(c)
+    original = read(CONF)
+    room = "/e2e-workers"
+    clients = []
+    try:
+        if state("redis-server") != "active":
+            run(["systemctl", "start", "redis-server"], timeout=60)
+        expect(wait_for(lambda: redis_cli("ping") == "PONG", timeout=15), "redis-server does not answer PING")
+        expect(re.search(r"(?m)^workers = 1$", original), "the packaged conffile has no 'workers = 1'")
+        cursor = journal_cursor()
+        write(CONF, re.sub(r"(?m)^workers = 1$", "workers = 2", original).rstrip("\n") +
+              '\n\n[cluster]\nredis = "%s"\n' % REDIS_URL)
+        run(["systemctl", "restart", "wsrelay"], timeout=60)
+        main = main_pid()
+        workers = wait_for(lambda: len(children(main)) == 2 and children(main), timeout=15)
+        c.note("workers = 2 and [cluster] redis = %s in %s; `systemctl restart wsrelay`: MainPID %d, workers %s" % (
+            REDIS_URL, CONF, main, children(main)))
+        expect(workers, "MainPID %d has %d child processes, want 2 workers" % (main, len(children(main))))
+        for pattern in (r"^all 2 workers are ready$", r"^listener .*: one socket shared by the 2 workers \("):
+            found = journal_wait("wsrelay.service", cursor, pattern, timeout=20)
+            expect(found, "no %r in the journal of wsrelay.service" % pattern)
+            c.note("$ journalctl -u wsrelay: " + found[0]["MESSAGE"])
+        up = wait_for(lambda: "cluster link up (2 of 2 workers)" in prop("wsrelay.service", "StatusText"), timeout=15)
+        status = prop("wsrelay.service", "StatusText")
+        c.note("STATUS=" + status)
+        expect(up and status.startswith("2 of 2 workers: "), "STATUS= is not the workers' sum: %r" % status)
+
+        clients += [connect(room) for _ in range(20)]
+
+        def numsub():  # each worker with a member of the room subscribes its channel once
+            count = redis_cli("pubsub", "numsub", "wsrelay:room:" + room).splitlines()[-1:]
+            return int(count[0]) if count and count[0].isdigit() else 0
+
+        # Both workers' subscriptions, unless one worker took every connection (the shared
+        # socket wakes one idle worker per burst): then one.
+        wait_for(lambda: numsub() == 2, timeout=5)
+        expect(numsub() >= 1, "nobody subscribed wsrelay:room:%s" % room)
+        relay(clients[0], clients, "to every member, whichever worker holds it")
+        expect_nothing_more(clients)
+        c.note("20 members of %s on %d worker(s) (subscriptions on Redis): the message reached each once" % (
+            room, numsub()))
+
+        cursor = journal_cursor()
+        victim = workers[0]
+        os.kill(victim, 9)
+        line = journal_wait("wsrelay.service", cursor, r"^worker \d \(pid %d\) was killed by signal 9" % victim, timeout=20)
+        expect(line and line[0].get("PRIORITY") == "3", "no err line for the killed worker: %r" % line)
+        c.note("$ kill -9 %d; journalctl -u wsrelay: <%s> %s" % (victim, line[0].get("PRIORITY"), line[0]["MESSAGE"]))
+        replaced = wait_for(lambda: len(children(main)) == 2 and victim not in children(main), timeout=15)
+        expect(replaced and main_pid() == main and state("wsrelay") == "active",
+               "after kill -9: MainPID %d (was %d), workers %s, state %s" % (
+                   main_pid(), main, children(main), state("wsrelay")))
+        c.note("replaced: workers %s, MainPID %d, %s" % (children(main), main, state("wsrelay")))
+
+        cursor = journal_cursor()
+        run(["systemctl", "reload", "wsrelay"], timeout=60)
+        reloaded = journal_wait("wsrelay.service", cursor, r"^every worker reloaded its configuration$", timeout=30)
+        expect(reloaded, "no 'every worker reloaded its configuration' after systemctl reload")
+        c.note("$ systemctl reload wsrelay: " + reloaded[0]["MESSAGE"])
+
+        fresh = [connect(room) for _ in range(4)]
+        rc, out, codes = stop_and_expect_1001(fresh, ["systemctl", "stop", "wsrelay"])
+        c.note("$ systemctl stop wsrelay: exit %d, close codes %s, wsrelay.service %s (Result=%s)" % (
+            rc, codes, state("wsrelay"), prop("wsrelay.service", "Result")))
+        expect(rc == 0 and codes == [1001] * len(fresh), "stop: exit %d, close codes %s" % (rc, codes))
+        expect(state("wsrelay") == "inactive" and prop("wsrelay.service", "Result") == "success",
+               "after stop: %s, Result=%s" % (state("wsrelay"), prop("wsrelay.service", "Result")))
+    finally:
+        for cl in clients:
+            cl.abort()
+        write(CONF, original)
+        if installed:
+            run(["systemctl", "restart", "wsrelay"], check=False, timeout=60)
+        else:
+            run(["apt", "purge", "-y", "wsrelay"], check=False, timeout=300)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--deb", required=True, help="the wsrelay_<version>_<arch>.deb to test")
@@ -717,6 +822,7 @@ def main():
         check_failures_do_not_fail_install)
     Check(8, "upgrade keeps the edited conffile and the socket, restarts the service; purge is clean").run(check_upgrade)
     Check(9, "[cluster] redis: a message sent to one instance reaches a member on a second one, both ways").run(check_cluster)
+    Check(10, "workers = 2: two supervised workers, STATUS= summed, kill -9 replaced, reload, stop 1001").run(check_workers)
 
     passed = sum(Check.results)
     failed = len(Check.results) - passed

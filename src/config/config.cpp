@@ -108,9 +108,10 @@ private:
 
 void walk(const toml::table& root, const Walker& w, Config& c) {
     w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room", "cluster"});
+    const toml::node* workers_node = nullptr;
 
     if (const auto* s = w.table(root, "server", "server")) {
-        w.only_keys(*s, "server.", {"www_root", "log_level", "healthz"});
+        w.only_keys(*s, "server.", {"www_root", "log_level", "healthz", "workers"});
         w.string(*s, "www_root", "server.www_root", c.www_root);
         std::string level(util::log_level_name(c.log_level));
         w.string(*s, "log_level", "server.log_level", level);
@@ -118,6 +119,17 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         if (!parsed) w.fail(s->get("log_level"), "server.log_level", "expected one of err, warning, notice, info, debug");
         c.log_level = *parsed;
         w.boolean(*s, "healthz", "server.healthz", c.healthz);
+        if (const toml::node* n = s->get("workers")) {
+            if (n->is_string()) {
+                if (n->as_string()->get() != "auto")
+                    w.fail(n, "server.workers", "expected a number of processes or \"auto\", got \"" +
+                                                    n->as_string()->get() + "\"");
+                c.workers = 0;
+            } else {
+                w.integer(*s, "workers", "server.workers", c.workers, 1, kMaxWorkers);
+            }
+            workers_node = n;
+        }
     }
 
     if (const toml::node* n = root.get("listen")) {
@@ -282,6 +294,11 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
             c.room_overrides.emplace(path, s);
         }
     }
+    // Each worker has its own rooms: without a backplane, members of one room on different
+    // workers would never hear each other.
+    if (workers_node && c.workers != 1 && !c.cluster.enabled())
+        w.fail(workers_node, "server.workers",
+               "more than one worker needs [cluster] redis: workers share rooms through it (see wsrelay.toml(5))");
 }
 
 }  // namespace

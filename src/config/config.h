@@ -87,6 +87,9 @@ struct RoomSettings {
     bool operator==(const RoomSettings&) const = default;
 };
 
+// Worker processes allowed in [server] workers.
+inline constexpr int64_t kMaxWorkers = 1024;
+
 struct Config {
     std::string source = "<defaults>";  // the file it came from
 
@@ -94,6 +97,9 @@ struct Config {
     std::string www_root;  // empty: the embedded chat page
     util::LogLevel log_level = util::LogLevel::Info;
     bool healthz = true;
+    // Reactor processes: 1 (one process, the default), N, or 0 for "auto" (one per CPU the
+    // process may run on, resolved at startup by the daemon). More than one needs [cluster] redis.
+    uint32_t workers = 1;
 
     std::vector<Listen> listen;  // [[listen]]; the default listener when the file has none
     bool explicit_listen = false;  // listeners came from [[listen]] or --listen, not the default

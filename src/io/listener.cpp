@@ -52,17 +52,47 @@ void Listener::accept_all() {
     }
 }
 
-UniqueFd bind_listener(const util::SocketAddress& address) {
+UniqueFd bind_listener(const util::SocketAddress& address, bool reuse_port) {
     const std::string where = util::format_socket_address(address);
     UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) throw std::runtime_error("socket for " + where + ": " + std::strerror(errno));
     const int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        throw std::runtime_error("SO_REUSEPORT for " + where + ": " + std::strerror(errno));
     if (address.family() == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (::bind(fd.get(), address.get(), address.length) != 0)
         throw std::runtime_error("bind " + where + ": " + std::strerror(errno));
     if (::listen(fd.get(), SOMAXCONN) != 0) throw std::runtime_error("listen " + where + ": " + std::strerror(errno));
     return fd;
+}
+
+bool has_reuse_port(int fd) noexcept {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return ::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on != 0;
+}
+
+UniqueFd bind_sibling(int fd) {
+    util::SocketAddress address;
+    address.length = sizeof address.storage;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address.storage), &address.length) != 0)
+        throw std::runtime_error(std::string("getsockname: ") + std::strerror(errno));
+    int v6only = 0;
+    socklen_t len = sizeof v6only;
+    if (address.family() == AF_INET6) ::getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len);
+    const std::string where = util::format_socket_address(address);
+    UniqueFd sibling(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!sibling) throw std::runtime_error("socket for " + where + ": " + std::strerror(errno));
+    const int one = 1;
+    ::setsockopt(sibling.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(sibling.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (address.family() == AF_INET6) ::setsockopt(sibling.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    if (::bind(sibling.get(), address.get(), address.length) != 0)
+        throw std::runtime_error("bind " + where + " (SO_REUSEPORT): " + std::strerror(errno));
+    if (::listen(sibling.get(), SOMAXCONN) != 0)
+        throw std::runtime_error("listen " + where + ": " + std::strerror(errno));
+    return sibling;
 }
 
 std::string local_address_of(int fd) {

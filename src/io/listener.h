@@ -45,8 +45,18 @@ private:
 };
 
 // Creates, binds and listens on `address`. IPv6 sockets are IPV6_V6ONLY so "[::]:80" and
-// "0.0.0.0:80" can both be configured. Throws std::runtime_error naming the address and the error.
-UniqueFd bind_listener(const util::SocketAddress& address);
+// "0.0.0.0:80" can both be configured. `reuse_port`: SO_REUSEPORT, so that bind_sibling() can
+// add more sockets on the same address. Throws std::runtime_error naming the address and the error.
+UniqueFd bind_listener(const util::SocketAddress& address, bool reuse_port = false);
+
+// Whether `fd` has SO_REUSEPORT set (ours, or systemd's ReusePort=yes).
+bool has_reuse_port(int fd) noexcept;
+
+// Another listening socket on the local address of `fd` (which has SO_REUSEPORT), with the same
+// options: the kernel then spreads new connections between the two by a hash of the peer's
+// address and port. Throws std::runtime_error naming the address and the error (EACCES: a port
+// below 1024 without CAP_NET_BIND_SERVICE; EADDRINUSE: `fd` has no SO_REUSEPORT, or another user's).
+UniqueFd bind_sibling(int fd);
 
 // The socket's own address as text (for a socket bound to port 0, the port the kernel chose).
 std::string local_address_of(int fd);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <cstdio>
+#include <string_view>
 
 #include "relay/stats.h"
 
@@ -80,6 +81,28 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
                s.cluster_reconnects);
         metric(o, "wsrelay_cluster_subscribed_rooms", "gauge", "Rooms subscribed on Redis (rooms with local members).",
                s.cluster_subscribed_rooms);
+    }
+    if (!s.worker.empty()) {
+        // Every sample gets worker="N": the first label, or the only one.
+        std::string labelled_out;
+        labelled_out.reserve(o.size() + o.size() / 4);
+        const std::string label = "worker=\"" + s.worker + "\"";
+        size_t start = 0;
+        while (start < o.size()) {
+            const size_t end = o.find('\n', start);
+            const std::string_view line(o.data() + start, end - start);
+            if (line.starts_with('#')) {
+                labelled_out += line;
+            } else if (const size_t brace = line.find('{'); brace != std::string_view::npos) {
+                labelled_out.append(line.substr(0, brace + 1)).append(label).append(",").append(line.substr(brace + 1));
+            } else {
+                const size_t space = line.find(' ');
+                labelled_out.append(line.substr(0, space)).append("{").append(label).append("}").append(line.substr(space));
+            }
+            labelled_out += '\n';
+            start = end + 1;
+        }
+        o.swap(labelled_out);
     }
     return o;
 }

@@ -60,10 +60,10 @@ Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSoc
                 on_accept(std::move(fd), peer, len, listener_info_[i]);
             },
             [this](int error) { on_accept_exhausted(error); });
-        if (const int e = loop_.add(l->fd(), EPOLLIN, l.get()))
+        if (const int e = loop_.add(l->fd(), EPOLLIN | (s.shared ? EPOLLEXCLUSIVE : 0u), l.get()))
             throw std::runtime_error("epoll_ctl(listener " + s.address + "): " + std::strerror(e));
         listeners_.push_back(std::move(l));
-        listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics});
+        listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics, s.shared});
         WSLOG_NOTICE("listening on %s (%s%s)", s.address.c_str(), s.tls ? "wss" : "ws", s.metrics ? ", /metrics" : "");
     }
 }

@@ -42,6 +42,9 @@ struct ListenSocket {
     std::string address;  // for logs
     bool tls = false;
     bool metrics = false;  // serve /metrics on this socket
+    // Other worker processes accept on the same socket: registered with EPOLLEXCLUSIVE, so that a
+    // new connection wakes one worker rather than every one.
+    bool shared = false;
 };
 
 class Server {

@@ -28,6 +28,9 @@ struct Stats {
     uint64_t messages_dropped_rate_limit = 0;
     uint64_t accept_pauses = 0;
     // [cluster]: the Redis backplane (cluster/link.*), reported only when it is configured.
+    // `workers` > 1: this worker's number, added to every /metrics sample as worker="N" (empty: one
+    // process, no label). Prometheus scrapes each worker and sums them itself.
+    std::string worker;
     bool cluster = false;
     bool cluster_up = false;
     uint64_t cluster_published = 0;        // messages published to Redis

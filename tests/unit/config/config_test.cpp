@@ -335,3 +335,41 @@ max_pending_bytes = 1048576
     CHECK(k.node_id == "edge-1");
     CHECK(k.max_pending_bytes == 1048576);
 }
+
+TEST_CASE("config: [server] workers") {
+    CHECK(wsrelay::config::default_config().workers == 1);
+    const std::string cluster = "\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\n";
+    SECTION("a number, or auto (0), with [cluster] redis") {
+        for (const auto& [text, want] : {std::pair{"1", 1u}, {"2", 2u}, {"64", 64u}, {"1024", 1024u}, {"\"auto\"", 0u}}) {
+            INFO(text);
+            const auto r = parse_config("[server]\nworkers = " + std::string(text) + cluster, "w.toml");
+            INFO(r.error);
+            REQUIRE(r.ok);
+            CHECK(r.config.workers == want);
+        }
+    }
+    SECTION("one worker needs no cluster") {
+        const auto r = parse_config("[server]\nworkers = 1\n", "w.toml");
+        CHECK(r.ok);
+    }
+    SECTION("more than one, or auto, without [cluster] redis is an error naming file, line and key") {
+        for (const char* value : {"2", "\"auto\""}) {
+            INFO(value);
+            const auto r = parse_config("# shared rooms?\n[server]\nworkers = " + std::string(value) + "\n", "w.toml");
+            REQUIRE_FALSE(r.ok);
+            CHECK(r.error.rfind("w.toml:3:", 0) == 0);
+            CHECK(r.error.find("server.workers: more than one worker needs [cluster] redis") != std::string::npos);
+        }
+        const auto empty = parse_config("[server]\nworkers = 4\n[cluster]\nredis = \"\"\n", "w.toml");
+        CHECK_FALSE(empty.ok);
+    }
+    SECTION("out of range, or not a number") {
+        for (const char* value : {"0", "-1", "1025", "\"all\"", "2.5", "true"}) {
+            INFO(value);
+            const auto r = parse_config("[server]\nworkers = " + std::string(value) + cluster, "w.toml");
+            REQUIRE_FALSE(r.ok);
+            CHECK(r.error.rfind("w.toml:2:", 0) == 0);
+            CHECK(r.error.find("server.workers: ") != std::string::npos);
+        }
+    }
+}

@@ -2,10 +2,12 @@
 // relay/: the outbound queue and the HTTP path rules (the parts that need no sockets).
 #include <catch2/catch.hpp>
 
+#include <sstream>
 #include <string>
 
 #include "relay/http.h"
 #include "relay/outbound_queue.h"
+#include "relay/stats.h"
 
 using namespace wsrelay::relay;
 
@@ -124,4 +126,37 @@ TEST_CASE("http: the embedded chat page is compiled in") {
     bool has_index = false;
     for (const EmbeddedFile& f : embedded_files()) has_index = has_index || f.path == "/index.html";
     CHECK(has_index);
+}
+
+TEST_CASE("metrics: a worker's samples carry worker=\"N\", first among their labels") {
+    wsrelay::relay::Stats s;
+    s.cluster = true;
+    s.closes[0] = 7;
+    const std::string plain = wsrelay::relay::render_metrics(s, 3, 2, 1);
+    CHECK(plain.find("worker=") == std::string::npos);
+    s.worker = "2";
+    const std::string labelled = wsrelay::relay::render_metrics(s, 3, 2, 1);
+    // Same lines, one for one: comments as they were, every sample with the label.
+    std::istringstream a(plain), b(labelled);
+    std::string la, lb;
+    size_t samples = 0;
+    while (std::getline(a, la)) {
+        REQUIRE(std::getline(b, lb));
+        if (la.starts_with("#")) {
+            CHECK(lb == la);
+            continue;
+        }
+        ++samples;
+        const auto name_end = la.find_first_of("{ ");
+        const std::string name = la.substr(0, name_end);
+        if (la[name_end] == '{')
+            CHECK(lb == name + "{worker=\"2\"," + la.substr(name_end + 1));
+        else
+            CHECK(lb == name + "{worker=\"2\"}" + la.substr(name_end));
+    }
+    CHECK_FALSE(std::getline(b, lb));
+    CHECK(samples > 20);
+    CHECK(labelled.find("wsrelay_connections{worker=\"2\"} 3\n") != std::string::npos);
+    CHECK(labelled.find("wsrelay_closes_total{worker=\"2\",code=\"1000\"} 7\n") != std::string::npos);
+    CHECK(labelled.find("wsrelay_cluster_link_up{worker=\"2\"} 0\n") != std::string::npos);
 }

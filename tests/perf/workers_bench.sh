@@ -55,8 +55,9 @@ wait_port() {  # $1 port, $2 pid: up to 10 s
 
 redis_port=$(free_port)
 "$REDIS_SERVER" --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
-pids+=($!)
-wait_port "$redis_port" "${pids[-1]}" || { echo "workers_bench.sh: redis-server did not start" >&2; exit 1; }
+redis_pid=$!
+pids+=("$redis_pid")
+wait_port "$redis_port" "$redis_pid" || { echo "workers_bench.sh: redis-server did not start" >&2; exit 1; }
 
 run_row() {  # $1 workers, $2 scenario; prints one JSON line per run into $work/<workers>.<scenario>.<run>.json
     local workers=$1 scenario=$2 run port pid cpu_args args
@@ -79,6 +80,7 @@ run_row() {  # $1 workers, $2 scenario; prints one JSON line per run into $work/
             local i=1 k
             sleep 0.5  # the workers' links to Redis
             for k in $(pgrep -P "$pid"); do cpu_args+=(--cpu-pid "w$i=$k"); i=$((i + 1)); done
+            cpu_args+=(--cpu-pid "redis=$redis_pid")
         fi
         if [[ $scenario = echo ]]; then
             args=(echo -c "$ECHO_CONNECTIONS" -d "$DEPTH")
@@ -86,7 +88,7 @@ run_row() {  # $1 workers, $2 scenario; prints one JSON line per run into $work/
             args=(broadcast -c "$SUBSCRIBERS" -w "$WINDOW")
         fi
         timeout $((DURATION + WARMUP + 60)) "$bench" "${args[@]}" -s "$SIZE" -t "${DURATION}s" --warmup "${WARMUP}s" \
-            -q --json "${cpu_args[@]}" "ws://127.0.0.1:$port/bench" >"$work/$workers.$scenario.$run.json"
+            -q --json "${cpu_args[@]}" "ws://127.0.0.1:$port/bench" >"$work/$workers.$scenario.$run.json" 2>/dev/null
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         $py - "$work/$workers.$scenario.$run.json" "$workers" "$scenario" "$run" >&2 <<'EOF'
@@ -113,15 +115,18 @@ conns, depth, subs, window, size = sys.argv[3:8]
 def med(values):
     return statistics.median(values)
 
-print("| %s B messages | workers | msg/s (deliveries/s) | server CPU (sum of workers) | server CPU per message | generator CPU |" % size)
-print("|---|---:|---:|---:|---:|---:|")
+print("| %s B messages | workers | msg/s (deliveries/s) | wsrelay CPU (sum of workers) | wsrelay CPU per message | redis-server CPU | generator CPU |" % size)
+print("|---|---:|---:|---:|---:|---:|---:|")
 for scenario, label in (("echo", "echo, %s connections, %s in flight each" % (conns, depth)),
                         ("broadcast", "broadcast, 1 publisher, %s subscribers, window %s" % (subs, window))):
     for w in ("1", "2"):
         rs = [json.load(open("%s/%s.%s.%d.json" % (work, w, scenario, i))) for i in range(1, runs + 1)]
+        ours = [{k: v for k, v in r["cpu_pids"].items() if k != "redis"} for r in rs]
         rate = med([r["msgs_per_s"] for r in rs])
-        server = med([sum(v["cpu_util"] for v in r["cpu_pids"].values()) for r in rs])
-        per = med([sum(v["cpu_s"] for v in r["cpu_pids"].values()) * 1e6 / max(1, r["messages"]) for r in rs])
+        server = med([sum(v["cpu_util"] for v in o.values()) for o in ours])
+        per = med([sum(v["cpu_s"] for v in o.values()) * 1e6 / max(1, r["messages"]) for o, r in zip(ours, rs)])
+        redis = med([r["cpu_pids"]["redis"]["cpu_util"] if "redis" in r["cpu_pids"] else 0 for r in rs])
         gen = med([r["bench_cpu_util"] for r in rs])
-        print("| %s | %s | %.2f M | %.0f %% | %.3f µs | %.0f %% |" % (label, w, rate / 1e6, 100 * server, per, 100 * gen))
+        print("| %s | %s | %.2f M | %.0f %% | %.3f µs | %s | %.0f %% |" % (
+            label, w, rate / 1e6, 100 * server, per, "%.0f %%" % (100 * redis) if w != "1" else "—", 100 * gen))
 EOF

@@ -153,8 +153,7 @@ void Supervisor::start(Worker& w) {
     w.started_ms = now;
     w.last_ping_ms = now;
     w.ready = false;
-    w.reloading = false;
-    w.killed_by_watchdog = false;
+    w.killed = Worker::Killed::no;
     w.stats.clear();
     w.start_at_ms = 0;
     WSLOG_INFO("worker %u started (pid %d)", w.index, static_cast<int>(pid));
@@ -234,7 +233,6 @@ void Supervisor::on_notify() {
             text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
             if (line == "READY=1") {
                 w->ready = true;
-                w->reloading = false;
             } else if (line == "WATCHDOG=1") {
                 w->last_ping_ms = now;
             } else if (line.starts_with(kStatsField)) {
@@ -287,7 +285,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
         w->backoff_ms = w->backoff_ms ? std::min(w->backoff_ms * 2, kMaxBackoffMs) : kFirstBackoffMs;
     WSLOG_ERR("worker %u (pid %d) %s%s; its connections are lost, starting a new worker%s", w->index,
               static_cast<int>(pid), describe_exit(status).c_str(),
-              w->killed_by_watchdog ? " (killed: it stopped answering the watchdog)" : "",
+              w->killed == Worker::Killed::by_watchdog ? " (killed: it stopped answering the watchdog)" : "",
               w->backoff_ms ? (" in " + std::to_string(w->backoff_ms) + " ms (it keeps failing)").c_str() : "");
     w->start_at_ms = now + w->backoff_ms;
     if (!w->backoff_ms) start(*w);
@@ -297,12 +295,12 @@ void Supervisor::tick(uint64_t now) {
     if (!stopping_) {
         for (Worker& w : workers_) {
             if (w.pid == 0 && w.start_at_ms && now >= w.start_at_ms) start(w);
-            if (w.pid != 0 && !w.killed_by_watchdog && now - w.last_ping_ms > worker_watchdog_ms_) {
+            if (w.pid != 0 && w.killed == Worker::Killed::no && now - w.last_ping_ms > worker_watchdog_ms_) {
                 // Wedged (or stopped): its loop has not run for a whole watchdog period. SIGKILL,
                 // which a stopped process cannot hold back; SIGCHLD brings it to on_exit().
                 WSLOG_ERR("worker %u (pid %d) sent no WATCHDOG=1 for %llu ms: killing it", w.index,
                           static_cast<int>(w.pid), static_cast<unsigned long long>(now - w.last_ping_ms));
-                w.killed_by_watchdog = true;
+                w.killed = Worker::Killed::by_watchdog;
                 ::kill(w.pid, SIGKILL);
             }
         }
@@ -318,10 +316,10 @@ void Supervisor::tick(uint64_t now) {
         }
     } else if (now >= drain_deadline_ms_) {
         for (Worker& w : workers_)
-            if (w.pid != 0 && !w.killed_by_watchdog) {
+            if (w.pid != 0 && w.killed != Worker::Killed::at_drain_deadline) {
                 WSLOG_ERR("worker %u (pid %d) still running %llu ms after the shutdown began: killing it", w.index,
                           static_cast<int>(w.pid), static_cast<unsigned long long>(settings_.drain_timeout_ms));
-                w.killed_by_watchdog = true;  // once
+                w.killed = Worker::Killed::at_drain_deadline;  // once
                 ::kill(w.pid, SIGKILL);
             }
     }
@@ -349,7 +347,6 @@ void Supervisor::begin_reload() {
     for (Worker& w : workers_)
         if (w.pid != 0) {
             w.ready = false;
-            w.reloading = true;
             ::kill(w.pid, SIGHUP);
         }
     WSLOG_NOTICE("reload: configuration checked; every worker reloads it");
@@ -361,10 +358,8 @@ void Supervisor::begin_shutdown(int signo) {
     drain_deadline_ms_ = io::monotonic_ms() + settings_.drain_timeout_ms;
     notify_stopping("shutting down");
     WSLOG_NOTICE("shutting down (%s): stopping %u workers", signo == SIGINT ? "SIGINT" : "SIGTERM", settings_.workers);
-    for (Worker& w : workers_) {
-        w.killed_by_watchdog = false;
+    for (Worker& w : workers_)
         if (w.pid != 0) ::kill(w.pid, SIGTERM);
-    }
 }
 
 std::string Supervisor::aggregate_status() const {

@@ -82,8 +82,8 @@ private:
         uint64_t started_ms = 0;
         uint64_t last_ping_ms = 0;     // last WATCHDOG=1 (or start)
         bool ready = false;            // READY=1 since it started or was asked to reload
-        bool reloading = false;
-        bool killed_by_watchdog = false;
+        enum class Killed : uint8_t { no, by_watchdog, at_drain_deadline };
+        Killed killed = Killed::no;    // SIGKILL sent (once), and why
         std::string stats;             // its last kStatsField value
         std::vector<uint64_t> failures_ms;  // recent exits that were not asked for
         uint64_t backoff_ms = 0;

@@ -57,13 +57,8 @@
 # `timeout` (DURATION + WARMUP + 60 s; 60 s for a capacity run).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=${1:-$root/build-rel}
-[[ $build = /* ]] || build=$PWD/$build
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-1}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 WINDOW=${WINDOW:-32}
 RATE=${RATE:-100}
 SIZE=${SIZE:-32}
@@ -88,11 +83,7 @@ for c in taskset curl "$REDIS_SERVER" "$REDIS_BENCHMARK"; do
     command -v "$c" >/dev/null || { echo "cluster_bench.sh: $c is needed" >&2; exit 2; }
 done
 if [[ $(nproc) -lt 2 ]]; then echo "cluster_bench.sh: needs 2 CPUs" >&2; exit 2; fi
-need=$((SUBSCRIBERS + 256))
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
-    ulimit -n "$need" 2>/dev/null || { echo "cluster_bench.sh: ulimit -n is $(ulimit -n), need $need" >&2; exit 2; }
-fi
+raise_fd_limit $((SUBSCRIBERS + 256))
 
 work=$(mktemp -d /tmp/wsrelay-cluster-bench.XXXXXX)
 pids=()  # every process this script started and has not stopped yet
@@ -105,19 +96,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # $1: port, $2: pid; up to 10 s for it to accept connections
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 stop_all() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

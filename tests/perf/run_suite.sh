@@ -25,13 +25,8 @@
 # defaults; each run is also cut off by `timeout`.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=${1:-$root/build-rel}
-[[ $build = /* ]] || build=$PWD/$build
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-1}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 WINDOW=${WINDOW:-32}
 RATE=${RATE:-100}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
@@ -59,11 +54,7 @@ peer_kinds=""
 [[ -n $PEER_WSS && $tls = 1 ]] && peer_kinds+=" peerwss"
 
 # Both processes hold IDLE sockets plus a few: raise the descriptor limit as far as allowed.
-need=$((IDLE + SUBSCRIBERS + 256))
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $need ]]; then
-    ulimit -n "$need" 2>/dev/null || { echo "run_suite.sh: ulimit -n is $(ulimit -n), need $need" >&2; exit 2; }
-fi
+raise_fd_limit $((IDLE + SUBSCRIBERS + 256))
 
 work=$(mktemp -d /tmp/wsrelay-perf.XXXXXX)
 server_pid=
@@ -73,19 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # up to 10 s for the server to accept connections
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$server_pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 if [[ $tls = 1 ]]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
@@ -137,7 +115,7 @@ start_server() {  # $1: ws | wss | raw; sets server_pid and url_base
             url_base="$scheme://127.0.0.1:$port" ;;
     esac
     server_pid=$!
-    wait_port "$port" || { echo "run_suite.sh: $1 server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+    wait_port "$port" "$server_pid" || { echo "run_suite.sh: $1 server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 }
 
 stop_server() {

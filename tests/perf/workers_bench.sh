@@ -14,13 +14,8 @@
 # RUNS runs of DURATION + WARMUP + setup; each cut off by `timeout`.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=${1:-$root/build-rel}
-[[ $build = /* ]] || build=$PWD/$build
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-1}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 ECHO_CONNECTIONS=${ECHO_CONNECTIONS:-100}
 DEPTH=${DEPTH:-8}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
@@ -42,16 +37,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {  # $1 port, $2 pid: up to 10 s
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
 
 redis_port=$(free_port)
 "$REDIS_SERVER" --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &

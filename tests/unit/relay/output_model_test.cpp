@@ -262,7 +262,6 @@ std::string run_seed(uint64_t seed) {
     const std::string line = "wsrelay_messages_dropped_total{reason=\"slow_consumer\"} " + std::to_string(dropped) + "\n";
     if (metrics.find(line) == std::string::npos) return "/metrics does not say: " + line;
     if (rig.server().hub().member_count() != 0) return "members left in rooms after everyone closed";
-    if (std::getenv("MODEL_DEBUG")) fprintf(stderr, "seed %llu %s churn=%d members=%zu in=%llu out=%llu dropped=%llu c1008=%llu q=%llu\n", (unsigned long long)seed, name(pressure), churn, members.size(), (unsigned long long)stats.messages_in, (unsigned long long)stats.messages_out, (unsigned long long)dropped, (unsigned long long)stats.close_count(1008), (unsigned long long)cfg.send_queue_bytes);
     return {};
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpora of the fuzz targets: corpus/handshake, frame, utf8, config, connection,
-deflate, envelope.
+deflate, envelope, token.
 
 Every seed is [control byte][payload]; the control byte is decoded by the target (see the header
 comment of each fuzz_*.cpp): limits or decoder options, and how the payload is cut into reads.
@@ -13,6 +13,9 @@ Only the files named here are (re)written; anything else in corpus/ (e.g. the re
 fixed bug, named regression-<what>) is left alone.
 """
 
+import base64
+import hashlib
+import hmac
 import os
 import random
 import struct
@@ -412,6 +415,60 @@ def envelope_seeds():
     write(s, "not_ours", 255, b"PING")
 
 
+def token_seeds():
+    # [options][token]: options bit 0 requires aud "wsrelay", bit 1 iss "joe", bits 2-7 advance the
+    # clock in 30-day steps from 1300000000 (fuzz_token.cpp). The HMAC secret is the target's; the
+    # RS256, ES256 and EdDSA tokens are the RFC examples, whose public keys the target holds.
+    secret = b"wsrelay fuzz secret: 32 bytes or more"
+
+    def b64(data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def hs256(payload, header='{"alg":"HS256","typ":"JWT"}'):
+        signing_input = b64(header) + "." + b64(payload)
+        mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+        return signing_input + "." + b64(mac)
+
+    rfc_payload = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    # RFC 7515 A.2 (RS256), A.3 (ES256), A.4 (ES512); RFC 8037 A.4 (EdDSA, payload not JSON).
+    rs256 = ("eyJhbGciOiJSUzI1NiJ9." + rfc_payload + ".cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7"
+             "AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
+             "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrB"
+             "p0igcN_IoypGlUPQGe77Rw")
+    es256 = ("eyJhbGciOiJFUzI1NiJ9." + rfc_payload +
+             ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q")
+    es512 = ("eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA.AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZq"
+             "wqT2SI-KGDKB34XO0aw_7XdtAG8GaSwFKdCAPZgoXD2YBJZCPEX3xKpRwcdOO8KpEHwJjyqOgzDO7iKvU8vcnwNrmxYbSW9ERBXukOXolLzeO_Jn")
+    eddsa = ("eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
+             ".hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg")
+    full = ('{"sub":"ann","iss":"joe","aud":["api","wsrelay"],"exp":1300100000,"nbf":1299999000.5,'
+            '"rooms":["/lobby","/team/*"],"publish":false}')
+
+    s = "token"
+    write(s, "rfc7515_rs256", 0, rs256)
+    write(s, "rfc7515_es256_iss", 2, es256)
+    write(s, "rfc7515_rs256_expired", 4, rs256)
+    write(s, "rfc7515_es512", 0, es512)
+    write(s, "rfc8037_eddsa", 0, eddsa)
+    write(s, "hs256_full", 3, hs256(full))
+    write(s, "hs256_expired", 8, hs256(full))
+    write(s, "hs256_wrong_aud", 1, hs256('{"aud":"api"}'))
+    write(s, "hs256_minimal", 0, hs256("{}", '{"alg":"HS256"}'))
+    write(s, "hs256_wildcard", 0, hs256('{"rooms":["/*"],"sub":"bot"}'))
+    write(s, "hs256_duplicate_exp", 0, hs256('{"exp":1,"exp":9999999999}'))
+    write(s, "hs256_bad_claims", 0, hs256('{"rooms":"/lobby","publish":"yes"}'))
+    write(s, "hs256_array_payload", 0, hs256('[{"sub":"x"}]'))
+    write(s, "hs256_crit", 0, hs256("{}", '{"alg":"HS256","crit":["exp"]}'))
+    write(s, "alg_none", 0, b64('{"alg":"none"}') + "." + b64('{"sub":"x"}') + ".")
+    write(s, "alg_confusion", 0, hs256('{"sub":"m"}', '{"alg":"RS256"}'))
+    write(s, "tampered_payload", 0, hs256(full).replace(b64(full), b64(full.replace("ann", "bob"))))
+    write(s, "padded", 0, hs256("{}") + "=")
+    write(s, "jwe_five_segments", 0, "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZ.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6ji.XFBoMYUZodetZdvTiFvSkQ")
+    write(s, "empty", 0, "")
+
+
 def main():
     handshake_seeds()
     frame_seeds()
@@ -420,6 +477,7 @@ def main():
     connection_seeds()
     deflate_seeds()
     envelope_seeds()
+    token_seeds()
     total = 0
     for root, _, files in os.walk(os.path.join(HERE, "corpus")):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -5,19 +5,19 @@
 # Exits non-zero if any fuzzer crashes, leaks, times out or trips a sanitizer; the reproducer is
 # kept under BUILD_DIR/fuzz-artifacts/ and its path printed.
 #
-#   tests/fuzz/run_fuzzers.sh BUILD_DIR SECONDS [TARGET...]     (targets: handshake frame utf8 config connection deflate envelope)
+#   tests/fuzz/run_fuzzers.sh BUILD_DIR SECONDS [TARGET...]     (targets: handshake frame utf8 config connection deflate envelope token)
 #   replay one input:  BUILD_DIR/tests/fuzz/wsrelay_fuzz_frame path/to/crash-...
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    echo "usage: $0 BUILD_DIR SECONDS [handshake|frame|utf8|config|connection|deflate|envelope]..." >&2
+    echo "usage: $0 BUILD_DIR SECONDS [handshake|frame|utf8|config|connection|deflate|envelope|token]..." >&2
     exit 2
 fi
 build_dir=$(realpath -m "$1")
 seconds=$2
 shift 2
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(handshake frame utf8 config connection deflate envelope)
+[[ ${#targets[@]} -gt 0 ]] || targets=(handshake frame utf8 config connection deflate envelope token)
 
 fuzz_src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source_dir=$(cd "$fuzz_src/../.." && pwd)

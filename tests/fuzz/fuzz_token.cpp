@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "../unit/auth/rfc_vectors.h"  // the RFC keys, shared with the unit tests
 #include "auth/token.h"
 
 namespace {
@@ -25,23 +26,6 @@ namespace {
 using namespace wsrelay::auth;
 
 constexpr std::string_view kSecret = "wsrelay fuzz secret: 32 bytes or more";
-constexpr std::string_view kPem =
-    "-----BEGIN PUBLIC KEY-----\n"
-    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAofgWCuLjybRlzo0tZWJj\n"
-    "NiuSfb4p4fAkd/wWJcyQoTbji9k0l8W26mPddxHmfHQp+Vaw+4qPCJrcS2mJPMEz\n"
-    "P1Pt0Bm4d4QlL+yRT+SFd2lZS+pCgNMsD1W/YpRPEwOWvG6b32690r2jZ47soMZo\n"
-    "9wGzjb/7OMg0LOL+bSf63kpaSHSXndS5z5rexMdbBYUsLA9e+KXBdQOS+UTo7WTB\n"
-    "EMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6/I5IhlJH7aGhyxX\n"
-    "FvUK+DWNmoudF8NAco9/h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXp\n"
-    "oQIDAQAB\n"
-    "-----END PUBLIC KEY-----\n"
-    "-----BEGIN PUBLIC KEY-----\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf83OJ3D2xF1Bg8vub9tLe1gHMzV7\n"
-    "6e8Tus9uPHvRVEXH8UTNG72bfocs3+257rn0s2ldbqkLJK2KRiMohYjlrQ==\n"
-    "-----END PUBLIC KEY-----\n"
-    "-----BEGIN PUBLIC KEY-----\n"
-    "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"
-    "-----END PUBLIC KEY-----\n";
 constexpr int64_t kStart = 1300000000;
 constexpr int64_t kStep = 30 * 24 * 3600;
 
@@ -50,7 +34,8 @@ const KeySet& fuzz_keys() {
         KeySet k;
         k.set_hmac_secret(std::string(kSecret));
         std::string error;
-        if (!k.add_public_keys_pem(kPem, error) || k.public_key_count() != 3) __builtin_trap();
+        const std::string pem = std::string(rfc::kA2Pem) + std::string(rfc::kA3Pem) + std::string(rfc::kEd25519Pem);
+        if (!k.add_public_keys_pem(pem, error) || k.public_key_count() != 3) __builtin_trap();
         return k;
     }();
     return keys;

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -115,6 +116,7 @@ Supervisor::Worker* Supervisor::by_pid(pid_t pid) {
 void Supervisor::start(Worker& w) {
     const uint64_t now = io::monotonic_ms();
     std::fflush(nullptr);  // nothing buffered is written twice, by us and by the worker
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
         WSLOG_ERR("worker %u: fork: %s; trying again in 1 s", w.index, std::strerror(errno));
@@ -133,6 +135,12 @@ void Supervisor::start(Worker& w) {
         for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, sig);
         sigdelset(&mask, SIGCHLD);
         sigprocmask(SIG_SETMASK, &mask, nullptr);
+        // A main process that dies (kill -9, a crash) takes its workers along: orphans would keep
+        // the listening sockets, and with SO_REUSEPORT a share of a restarted service's
+        // connections. SIGTERM, so that they close their peers with 1001 as on a stop; it waits,
+        // blocked, for the worker's signalfd. A main process gone before this line: the same.
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != parent) ::kill(::getpid(), SIGTERM);
         ::setenv("NOTIFY_SOCKET", notify_address_.c_str(), 1);
         ::setenv("WATCHDOG_USEC", std::to_string(worker_watchdog_ms_ * 1000).c_str(), 1);
         ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);

@@ -8,7 +8,8 @@ Covered: READY=1 only once both workers are; 200 clients in one room, spread ove
 the same with one socket passed by a service manager without SO_REUSEPORT, shared by both workers
 (EPOLLEXCLUSIVE); kill -9 of one worker mid-traffic (its clients dropped without a close frame, the
 other worker's clients lose nothing, a new worker takes over and the dropped clients, reconnected,
-receive again); a stopped (wedged) worker killed and replaced by the watchdog; SIGHUP (every
+receive again); kill -9 of the main process (each worker stops as on SIGTERM, none is left behind
+holding the sockets); a stopped (wedged) worker killed and replaced by the watchdog; SIGHUP (every
 worker reloads; a broken file keeps them all on the running configuration); SIGTERM (1001 to
 every client, exit 0); /metrics with its worker label; --check-config and the error for workers
 without [cluster]."""
@@ -86,6 +87,15 @@ def server_ends():
         if fields[3] == "01":
             out[(fields[1], fields[2])] = int(fields[9])
     return out
+
+
+def alive(pid):
+    """Running (not gone, not a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def counts(pids):
@@ -295,6 +305,21 @@ class FailureTest(WorkersTestCase):
             self.assertEqual(c.recv_data(timeout=10).text, "S:after")
         d.poll_notify(0)
         self.assertFalse([n for n in d.notifications if "STOPPING=1" in n])
+
+    def test_workers_end_with_a_main_process_killed_by_sigkill(self):
+        r = self.redis()
+        d = self.start_workers(r, config={"timeouts": {"shutdown_timeout": "2s"}})
+        cs, own, per = self.clients_on_both(d, "/orphans", 10)
+        pids = self.wait_workers(d)
+        os.kill(d.pid, signal.SIGKILL)
+        d.returncode = d.wait(10)
+        self.assertEqual(d.returncode, -signal.SIGKILL)
+        # Each worker hears of it (SIGTERM) and closes its peers with 1001, as on a stop.
+        for c in cs:
+            self.assertEqual(c.expect_close(timeout=15)[0], 1001)
+            c.answer_close(1001)
+        harness.wait_for(lambda: [p for p in pids if alive(p)], 15, "the orphaned workers to exit",
+                         until=lambda left: not left)
 
     def test_wedged_worker_is_killed_by_the_watchdog_and_replaced(self):
         r = self.redis()

@@ -179,7 +179,7 @@ std::vector<relay::ListenSocket> open_listeners(const config::Config& c, bool ex
             util::SocketAddress actual;
             actual.length = sizeof actual.storage;
             ::getsockname(s.fd.get(), reinterpret_cast<sockaddr*>(&actual.storage), &actual.length);
-            bool tls = false, metrics = false, matched = !explicit_listen;
+            bool tls = false, metrics = false, api = false, matched = !explicit_listen;
             for (size_t i = 0; i < c.listen.size() && explicit_listen; ++i) {
                 const config::Listen& l = c.listen[i];
                 const bool by_name = !l.name.empty() && l.name == s.name;
@@ -188,13 +188,14 @@ std::vector<relay::ListenSocket> open_listeners(const config::Config& c, bool ex
                     used[i] = matched = true;
                     tls = l.tls;
                     metrics = l.metrics;
+                    api = l.api;
                     break;
                 }
             }
             if (!matched)
                 throw std::runtime_error("socket activation: passed socket " + addr + " (FileDescriptorName=" + s.name +
                                          ") matches no [[listen]] entry by name or address");
-            out.push_back({std::move(s.fd), addr, tls, metrics});
+            out.push_back({std::move(s.fd), addr, tls, metrics, false, api});
         }
         for (size_t i = 0; i < used.size() && explicit_listen; ++i)
             if (!used[i])
@@ -206,7 +207,7 @@ std::vector<relay::ListenSocket> open_listeners(const config::Config& c, bool ex
     for (const config::Listen& l : c.listen) {
         io::UniqueFd fd = io::bind_listener(l.socket_address, reuse_port);
         const std::string addr = io::local_address_of(fd.get());
-        out.push_back({std::move(fd), addr, l.tls, l.metrics});
+        out.push_back({std::move(fd), addr, l.tls, l.metrics, false, l.api});
     }
     return out;
 }
@@ -229,6 +230,31 @@ bool load_tls(const config::Config& c, std::shared_ptr<io::TlsContexts>& out, st
     out = io::TlsContexts::load(tls_settings(c), error);
     if (!out) error = c.source + ": [tls]: " + error;
     return out != nullptr;
+}
+
+// [auth] and [api] keys from their files. At start (running == null) a file that cannot be read is
+// an error; on reload the running keys of that kind stay, logged.
+std::shared_ptr<const relay::Credentials> load_credentials(const config::Config& c, const relay::Credentials* running,
+                                                          std::string& error) {
+    auto cred = std::make_shared<relay::Credentials>();
+    std::string why;
+    if (!relay::load_token_keys(c, *cred, why)) {
+        if (!running) {
+            error = c.source + ": [auth]: " + why;
+            return nullptr;
+        }
+        WSLOG_ERR("auth: keeping the previous keys: %s", why.c_str());
+        cred->tokens = running->tokens;
+    }
+    if (!relay::load_api_keys(c, *cred, why)) {
+        if (!running) {
+            error = c.source + ": api.key_file: " + why;
+            return nullptr;
+        }
+        WSLOG_ERR("api: keeping the previous keys: %s", why.c_str());
+        cred->api_keys = running->api_keys;
+    }
+    return cred;
 }
 
 std::string status_line(relay::Server& s, double messages_per_s = 0) {
@@ -274,14 +300,14 @@ std::vector<std::vector<relay::ListenSocket>> worker_sockets(std::vector<relay::
         }
         if (!siblings.empty() || workers == 1) {
             for (uint32_t i = 0; i < workers; ++i)
-                out[i].push_back({i == 0 ? std::move(l.fd) : std::move(siblings[i - 1]), l.address, l.tls, l.metrics, false});
+                out[i].push_back({i == 0 ? std::move(l.fd) : std::move(siblings[i - 1]), l.address, l.tls, l.metrics, false, l.api});
             continue;
         }
         WSLOG_NOTICE("listener %s: one socket shared by the %u workers (%s)", l.address.c_str(), workers, why.c_str());
         for (uint32_t i = 0; i < workers; ++i) {
             io::UniqueFd copy(::fcntl(l.fd.get(), F_DUPFD_CLOEXEC, 3));
             if (!copy) throw std::runtime_error("listener " + l.address + ": dup: " + std::strerror(errno));
-            out[i].push_back({std::move(copy), l.address, l.tls, l.metrics, true});
+            out[i].push_back({std::move(copy), l.address, l.tls, l.metrics, true, l.api});
         }
     }
     return out;
@@ -302,10 +328,11 @@ constexpr uint64_t kDrainMarginMs = 5000;
 // One reactor on `listeners`: the whole service when workers = 1, else one worker (`worker` 1..N,
 // forked by the supervisor, whose NOTIFY_SOCKET it talks to). Returns the exit status.
 int run_reactor(const Options& opts, std::optional<config::Config> cfg, std::vector<relay::ListenSocket> listeners,
-                std::shared_ptr<io::TlsContexts> tls, uint32_t worker) {
+                std::shared_ptr<io::TlsContexts> tls, std::shared_ptr<const relay::Credentials> credentials,
+                uint32_t worker) {
     try {
         io::EventLoop loop;
-        relay::Server server(loop, *cfg, std::move(listeners), tls);
+        relay::Server server(loop, *cfg, std::move(listeners), tls, std::move(credentials));
         if (worker) server.stats().worker = std::to_string(worker);
         // [cluster]: rooms shared through Redis. Declared after the server: it goes first.
         std::unique_ptr<cluster::RedisLink> link;
@@ -335,7 +362,8 @@ int run_reactor(const Options& opts, std::optional<config::Config> cfg, std::vec
                     } else if (link) {
                         link->set_password(fresh->cluster.password);  // used from the next connection on
                     }
-                    server.apply_config(std::move(*fresh), std::move(fresh_tls));
+                    auto fresh_credentials = load_credentials(*fresh, &server.credentials(), why);
+                    server.apply_config(std::move(*fresh), std::move(fresh_tls), std::move(fresh_credentials));
                     WSLOG_NOTICE("configuration reloaded from %s", server.config().source.c_str());
                 }
                 daemon::notify_ready(status_line(server));
@@ -380,6 +408,12 @@ int main(int argc, char** argv) {
         daemon::notify_failure(error, 0);
         return 2;
     }
+    auto credentials = load_credentials(*cfg, nullptr, error);
+    if (!credentials) {
+        WSLOG_ERR("wsrelay: %s", error.c_str());
+        daemon::notify_failure(error, 0);
+        return 2;
+    }
     if (opts->check) {
         for (const config::Listen& l : cfg->listen)
             std::printf("listen %s (%s%s%s)\n", l.address.c_str(), l.tls ? "wss" : "ws", l.name.empty() ? "" : ", name ",
@@ -390,6 +424,11 @@ int main(int argc, char** argv) {
                         cfg->cluster.node_id.empty() ? "hostname:pid" : cfg->cluster.node_id.c_str());
         if (cfg->workers != 1)
             std::printf("workers %u%s\n", daemon::resolve_workers(cfg->workers), cfg->workers == 0 ? " (auto)" : "");
+        if (cfg->auth.has_keys())
+            std::printf("auth default %s, %s%zu public key(s)\n", cfg->auth.token_by_default ? "token" : "open",
+                        credentials->tokens->has_hmac_secret() ? "an HS256 secret and " : "",
+                        credentials->tokens->public_key_count());
+        if (!cfg->api_key_file.empty()) std::printf("api %zu key(s)\n", credentials->api_keys.size());
         std::printf("%s: configuration is valid\n", cfg->source.c_str());
         return 0;
     }
@@ -408,7 +447,8 @@ int main(int argc, char** argv) {
         daemon::notify_failure(e.what(), errno);
         return 1;
     }
-    if (workers == 1) return run_reactor(*opts, std::move(cfg), std::move(listeners), std::move(tls), 0);
+    if (workers == 1)
+        return run_reactor(*opts, std::move(cfg), std::move(listeners), std::move(tls), std::move(credentials), 0);
 
     try {
         daemon::Supervisor supervisor({
@@ -418,7 +458,7 @@ int main(int argc, char** argv) {
                 // In the forked worker: its own sockets; the others' copies are closed.
                 std::vector<relay::ListenSocket> mine = std::move(per_worker[index - 1]);
                 per_worker.clear();
-                return run_reactor(*opts, std::move(cfg), std::move(mine), std::move(tls), index);
+                return run_reactor(*opts, std::move(cfg), std::move(mine), std::move(tls), std::move(credentials), index);
             },
             .reload = [&] {
                 daemon::Supervisor::Reload r;
@@ -434,6 +474,7 @@ int main(int argc, char** argv) {
                 fresh->listen = cfg->listen;
                 fresh->explicit_listen = cfg->explicit_listen;
                 if (cluster_needs_restart(cfg->cluster, fresh->cluster)) fresh->cluster = cfg->cluster;
+                credentials = load_credentials(*fresh, credentials.get(), r.error);
                 cfg = std::move(fresh);
                 tls = std::move(fresh_tls);
                 return r;

@@ -191,6 +191,15 @@ bool load_keys(const std::string& hmac_secret_file, const std::string& public_ke
             error = hmac_secret_file + ": the first line (the HS256 secret) is empty";
             return false;
         }
+        // RFC 7518 §3.2: an HS256 key shorter than the hash (32 bytes) is not allowed; a short
+        // secret is one an attacker can guess offline from any token they hold.
+        if (secret.size() < kMinHmacSecretBytes) {
+            const size_t n = secret.size();
+            OPENSSL_cleanse(secret.data(), secret.size());
+            error = hmac_secret_file + ": the HS256 secret is " + std::to_string(n) + " bytes; at least " +
+                    std::to_string(kMinHmacSecretBytes) + " are needed (RFC 7518 3.2), e.g. `openssl rand -base64 48`";
+            return false;
+        }
         keys.set_hmac_secret(std::move(secret));
     }
     if (!public_key_file.empty()) {

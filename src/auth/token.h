@@ -82,6 +82,9 @@ private:
 // end; an empty first line or an unreadable file is an error); public_key_file is PEM as in
 // add_public_keys_pem(). An empty path is skipped. `error` is "<path>: <what is wrong>" and never
 // contains the secret. On error `out` is left as it was.
+// The shortest HS256 secret load_keys() accepts (RFC 7518 §3.2: at least the hash size).
+constexpr size_t kMinHmacSecretBytes = 32;
+
 bool load_keys(const std::string& hmac_secret_file, const std::string& public_key_file, KeySet& out,
                std::string& error);
 

@@ -97,6 +97,26 @@ public:
         }
     }
 
+    // "close" or "drop".
+    void action(const toml::table& t, std::string_view key, const std::string& path, LimitAction& out) const {
+        std::string text = out == LimitAction::Close ? "close" : "drop";
+        string(t, key, path, text);
+        if (text == "close") out = LimitAction::Close;
+        else if (text == "drop") out = LimitAction::Drop;
+        else fail(t.get(key), path, "expected \"close\" or \"drop\", got \"" + text + "\"");
+    }
+
+    // "open" or "token".
+    void room_auth(const toml::table& t, std::string_view key, const std::string& path, RoomAuth& out) const {
+        const toml::node* n = t.get(key);
+        if (!n) return;
+        std::string text;
+        string(t, key, path, text);
+        if (text == "open") out = RoomAuth::Open;
+        else if (text == "token") out = RoomAuth::Token;
+        else fail(n, path, "expected \"open\" or \"token\", got \"" + text + "\"");
+    }
+
     void room(const toml::table& t, const std::string& prefix, RoomSettings& out) const {
         boolean(t, "echo", prefix + "echo", out.echo);
         integer(t, "max_members", prefix + "max_members", out.max_members, 0, 100'000'000);
@@ -107,7 +127,8 @@ private:
 };
 
 void walk(const toml::table& root, const Walker& w, Config& c) {
-    w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room", "cluster"});
+    w.only_keys(root, "", {"server", "listen", "tls", "deflate", "limits", "timeouts", "rooms", "room", "cluster",
+                           "auth", "api"});
     const toml::node* workers_node = nullptr;
 
     if (const auto* s = w.table(root, "server", "server")) {
@@ -139,12 +160,13 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         for (const toml::node& item : *arr) {
             const std::string prefix = "listen[" + std::to_string(i++) + "].";
             const toml::table& t = *item.as_table();
-            w.only_keys(t, prefix, {"address", "tls", "name", "metrics"});
+            w.only_keys(t, prefix, {"address", "tls", "name", "metrics", "api"});
             Listen l;
             w.string(t, "address", prefix + "address", l.address);
             w.boolean(t, "tls", prefix + "tls", l.tls);
             w.string(t, "name", prefix + "name", l.name);
             w.boolean(t, "metrics", prefix + "metrics", l.metrics);
+            w.boolean(t, "api", prefix + "api", l.api);
             if (!t.get("address")) w.fail(&item, prefix + "address", "missing (e.g. address = \"127.0.0.1:8080\")");
             const auto a = util::parse_socket_address(l.address);
             if (!a) w.fail(t.get("address"), prefix + "address", "expected \"IPv4:port\" or \"[IPv6]:port\", got \"" + l.address + "\"");
@@ -210,20 +232,12 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         w.integer(*l, "max_connections_per_ip", "limits.max_connections_per_ip", c.max_connections_per_ip, 0, 10'000'000);
         w.integer(*l, "message_rate", "limits.message_rate", c.message_rate, 0, 100'000'000);
         w.integer(*l, "message_burst", "limits.message_burst", c.message_burst, 1, 100'000'000);
-        std::string action = "close";
-        w.string(*l, "rate_limit_action", "limits.rate_limit_action", action);
-        if (action == "close") c.rate_limit_action = LimitAction::Close;
-        else if (action == "drop") c.rate_limit_action = LimitAction::Drop;
-        else w.fail(l->get("rate_limit_action"), "limits.rate_limit_action", "expected \"close\" or \"drop\", got \"" + action + "\"");
+        w.action(*l, "rate_limit_action", "limits.rate_limit_action", c.rate_limit_action);
         w.integer(*l, "max_header_bytes", "limits.max_header_bytes", c.max_header_bytes, 256, 65536);
         w.integer(*l, "max_header_count", "limits.max_header_count", c.max_header_count, 4, 1000);
         w.integer(*l, "max_message_bytes", "limits.max_message_bytes", c.max_message_bytes, 125, int64_t{1} << 32);
         w.integer(*l, "send_queue_bytes", "limits.send_queue_bytes", c.send_queue_bytes, 1024, int64_t{1} << 34);
-        std::string policy = "close";
-        w.string(*l, "slow_consumer", "limits.slow_consumer", policy);
-        if (policy == "close") c.slow_consumer = LimitAction::Close;
-        else if (policy == "drop") c.slow_consumer = LimitAction::Drop;
-        else w.fail(l->get("slow_consumer"), "limits.slow_consumer", "expected \"close\" or \"drop\", got \"" + policy + "\"");
+        w.action(*l, "slow_consumer", "limits.slow_consumer", c.slow_consumer);
         if (const toml::node* n = l->get("allowed_origins")) {
             const toml::array* arr = n->as_array();
             if (!arr) w.fail(n, "limits.allowed_origins", "expected an array of strings, got " + Walker::type_name(*n));
@@ -272,6 +286,29 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
                   int64_t{1} << 40);
     }
 
+    if (const auto* a = w.table(root, "auth", "auth")) {
+        w.only_keys(*a, "auth.", {"default", "hmac_secret_file", "public_key_file", "audience", "issuer", "leeway",
+                                  "expire_connections", "listen_only_action"});
+        RoomAuth def = RoomAuth::Open;
+        w.room_auth(*a, "default", "auth.default", def);
+        c.auth.token_by_default = def == RoomAuth::Token;
+        w.string(*a, "hmac_secret_file", "auth.hmac_secret_file", c.auth.hmac_secret_file);
+        w.string(*a, "public_key_file", "auth.public_key_file", c.auth.public_key_file);
+        w.string(*a, "audience", "auth.audience", c.auth.audience);
+        w.string(*a, "issuer", "auth.issuer", c.auth.issuer);
+        w.duration(*a, "leeway", "auth.leeway", c.auth.leeway_ms, 0);
+        if (c.auth.leeway_ms > 24 * 3600 * 1000) w.fail(a->get("leeway"), "auth.leeway", "at most 24h");
+        w.boolean(*a, "expire_connections", "auth.expire_connections", c.auth.expire_connections);
+        w.action(*a, "listen_only_action", "auth.listen_only_action", c.auth.listen_only_action);
+        if (c.auth.token_by_default && !c.auth.has_keys())
+            w.fail(a->get("default"), "auth.default",
+                   "\"token\" rooms need auth.hmac_secret_file or auth.public_key_file");
+    }
+    if (const auto* p = w.table(root, "api", "api")) {
+        w.only_keys(*p, "api.", {"key_file"});
+        w.string(*p, "key_file", "api.key_file", c.api_key_file);
+    }
+
     if (const auto* r = w.table(root, "rooms", "rooms")) {
         w.only_keys(*r, "rooms.", {"echo", "max_members"});
         w.room(*r, "rooms.", c.rooms);
@@ -283,7 +320,7 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
         for (const toml::node& item : *arr) {
             const std::string prefix = "room[" + std::to_string(i++) + "].";
             const toml::table& t = *item.as_table();
-            w.only_keys(t, prefix, {"path", "echo", "max_members"});
+            w.only_keys(t, prefix, {"path", "echo", "max_members", "auth"});
             std::string path;
             w.string(t, "path", prefix + "path", path);
             if (path.empty() || path.front() != '/')
@@ -291,6 +328,10 @@ void walk(const toml::table& root, const Walker& w, Config& c) {
             if (c.room_overrides.contains(path)) w.fail(t.get("path"), prefix + "path", "room \"" + path + "\" configured twice");
             RoomSettings s = c.rooms;  // unspecified keys inherit [rooms]
             w.room(t, prefix, s);
+            w.room_auth(t, "auth", prefix + "auth", s.auth);
+            if (s.auth == RoomAuth::Token && !c.auth.has_keys())
+                w.fail(t.get("auth"), prefix + "auth",
+                       "\"token\" rooms need auth.hmac_secret_file or auth.public_key_file");
             c.room_overrides.emplace(path, s);
         }
     }

@@ -24,6 +24,7 @@ struct Listen {
     bool tls = false;
     std::string name;     // FileDescriptorName= of the systemd socket that provides it, if any
     bool metrics = false; // serve GET /metrics (Prometheus) on this listener
+    bool api = false;     // serve the HTTP API for backends (/api/...) on this listener
 };
 
 struct TlsCertificate {
@@ -81,10 +82,29 @@ bool parse_redis_url(std::string_view url, Cluster& out, std::string& error);
 // message (and count it).
 enum class LimitAction : uint8_t { Close, Drop };
 
+// Who may join a room: anyone, or a member with a valid token naming it. Default: auth.default.
+enum class RoomAuth : uint8_t { Default, Open, Token };
+
 struct RoomSettings {
     bool echo = true;
+    RoomAuth auth = RoomAuth::Default;
     uint32_t max_members = 0;  // 0: no limit
     bool operator==(const RoomSettings&) const = default;
+};
+
+// [auth]: signed tokens (JWT) for room access. The key files are read by the daemon (at start and
+// on SIGHUP), never here.
+struct Auth {
+    bool token_by_default = false;  // default = "token"
+    std::string hmac_secret_file;   // HS256 secret: the file's first line
+    std::string public_key_file;    // PEM public keys (RS256, ES256, EdDSA); several: rotation
+    std::string audience;           // non-empty: a token's aud must contain it
+    std::string issuer;             // non-empty: a token's iss must equal it
+    uint64_t leeway_ms = 30'000;    // clock skew allowed for exp / nbf
+    bool expire_connections = false;  // close with 1008 "token expired" once exp + leeway passes
+    LimitAction listen_only_action = LimitAction::Close;  // a publish = false member sends a message
+    bool has_keys() const noexcept { return !hmac_secret_file.empty() || !public_key_file.empty(); }
+    bool operator==(const Auth&) const = default;
 };
 
 // Worker processes allowed in [server] workers.
@@ -134,12 +154,18 @@ struct Config {
     uint64_t deflate_min_bytes = 256;  // smaller messages are sent uncompressed
 
     Cluster cluster;  // [cluster]
+    Auth auth;        // [auth]
+    std::string api_key_file;  // [api] key_file: bearer keys of the HTTP API, one per line; empty: 503
 
     // [rooms] and [[room]]
     RoomSettings rooms;
     std::map<std::string, RoomSettings, std::less<>> room_overrides;  // by exact path
 
     RoomSettings room_settings(std::string_view path) const;
+    // Whether joining a room with these settings needs a token (its auth, else auth.default).
+    bool token_required(const RoomSettings& s) const noexcept {
+        return s.auth == RoomAuth::Token || (s.auth == RoomAuth::Default && auth.token_by_default);
+    }
     bool any_tls() const;
 };
 

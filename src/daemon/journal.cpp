@@ -19,8 +19,8 @@ namespace {
 
 void journal_sink(util::LogLevel level, const util::LogFields* f, std::string_view message) noexcept {
     // Field buffers live on the stack; sd_journal_sendv copies them out before returning.
-    char msg[2100], prio[16], conn[48], peer[128], room[600], code[40];
-    iovec iov[7];
+    char msg[2100], prio[16], conn[48], peer[128], room[600], user[600], code[40];
+    iovec iov[8];
     int n = 0;
     auto add = [&](char* buf, size_t size, int len) {
         if (len > 0) iov[n++] = {buf, std::min(static_cast<size_t>(len), size - 1)};
@@ -34,6 +34,8 @@ void journal_sink(util::LogLevel level, const util::LogFields* f, std::string_vi
             add(peer, sizeof peer, std::snprintf(peer, sizeof peer, "WSRELAY_PEER=%.*s", static_cast<int>(f->peer.size()), f->peer.data()));
         if (!f->room.empty())
             add(room, sizeof room, std::snprintf(room, sizeof room, "WSRELAY_ROOM=%.*s", static_cast<int>(f->room.size()), f->room.data()));
+        if (!f->user.empty())
+            add(user, sizeof user, std::snprintf(user, sizeof user, "WSRELAY_USER=%.*s", static_cast<int>(f->user.size()), f->user.data()));
         if (f->close_code >= 0) add(code, sizeof code, std::snprintf(code, sizeof code, "WSRELAY_CLOSE_CODE=%d", f->close_code));
     }
     sd_journal_sendv(iov, n);

@@ -268,13 +268,16 @@ std::string_view status_text(uint16_t status) noexcept {
     switch (status) {
         case 101: return "Switching Protocols";
         case 200: return "OK";
+        case 202: return "Accepted";
         case 204: return "No Content";
         case 304: return "Not Modified";
         case 400: return "Bad Request";
+        case 401: return "Unauthorized";
         case 403: return "Forbidden";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
         case 408: return "Request Timeout";
+        case 411: return "Length Required";
         case 413: return "Content Too Large";
         case 426: return "Upgrade Required";
         case 429: return "Too Many Requests";

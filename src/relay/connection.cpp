@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "relay/access.h"
+#include "relay/api.h"
 #include "relay/hub.h"
 #include "relay/server.h"
 #include "util/address.h"
@@ -52,7 +54,7 @@ bool origin_allowed(const config::Config& c, std::string_view origin) {
 }  // namespace
 
 Connection::Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const sockaddr_storage& peer,
-                       socklen_t peer_len, uint64_t id, bool metrics)
+                       socklen_t peer_len, uint64_t id, bool metrics, bool api)
     : server_(server),
       transport_(std::move(fd), std::move(ssl)),
       id_(id),
@@ -60,6 +62,7 @@ Connection::Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const so
       parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))),
       peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {
     metrics_ = metrics;
+    api_ = api;
 }
 
 Connection::~Connection() {
@@ -76,6 +79,7 @@ util::LogFields Connection::log_fields() const noexcept {
     f.conn = id_;
     f.peer = peer_;
     if (room_) f.room = room_->name();
+    f.user = user();
     return f;
 }
 
@@ -243,6 +247,8 @@ bool Connection::consume_request(std::span<std::byte>& data) {
             return false;
         case proto::ParseStatus::Done: break;
     }
+    if (api_ && parser_->request().kind == proto::RequestKind::Http && is_api_path(parser_->request().path))
+        return consume_api_request(data, parser_->request(), r.consumed);
     handle_request(parser_->request());  // views into `data`: used before `data` moves on
     data = data.subspan(r.consumed);
     if (state_ == State::Request) parser_->reset();
@@ -262,12 +268,50 @@ void Connection::handle_request(const proto::Request& req) {
     respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
 }
 
+// An API request: its body is gathered first (kept in `pending_` across reads, the request parsed
+// again when the rest arrives), then answered. Returns as consume_request() does.
+bool Connection::consume_api_request(std::span<std::byte>& data, const proto::Request& req, size_t header_bytes) {
+    ++server_.stats().http_requests;
+    BodyPlan plan = plan_body(server_, req);
+    HttpResponse res;
+    if (plan.refusal.status != 0) {
+        res = std::move(plan.refusal);
+    } else if (data.size() - header_bytes < plan.length) {
+        parser_->reset();
+        save_pending(data);
+        return false;
+    } else {
+        res = api_response(server_, req, std::span<const std::byte>(data.subspan(header_bytes, plan.length)));
+        header_bytes += plan.length;
+    }
+    server_.stats().count_api(res.status);
+    WSLOG_EVENT(res.status >= 400 ? util::LogLevel::Info : util::LogLevel::Debug, log_fields(),
+                "conn=%llu peer=%s API %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
+                static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.path.size()), req.path.data(),
+                res.status);
+    respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
+    data = data.subspan(header_bytes);
+    if (state_ == State::Request) parser_->reset();
+    return state_ != State::Dead;
+}
+
 void Connection::upgrade(const proto::Request& req) {
     const config::Config& cfg = server_.config();
     if (!origin_allowed(cfg, req.origin)) {
         WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s origin \"%.*s\" not allowed: 403", static_cast<unsigned long long>(id_),
                  peer_.c_str(), static_cast<int>(req.origin.size()), req.origin.data());
         return reject({403, "origin not allowed"}, false);
+    }
+    // [auth] decides before a room is made for the request.
+    Admission admission = admit(req, req.path, cfg.room_settings(req.path), cfg, *server_.credentials().tokens,
+                                static_cast<int64_t>(::time(nullptr)));
+    if (admission.status != 0) {
+        server_.stats().count_auth_refusal(admission.status, admission.error == "invalid_request");
+        WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%.*s token refused: %.*s: %u",
+                    static_cast<unsigned long long>(id_), peer_.c_str(), static_cast<int>(req.path.size()), req.path.data(),
+                    static_cast<int>(admission.description.size()), admission.description.data(), admission.status);
+        server_.stats().count_refusal(admission.status);
+        return respond(refusal_response(admission), false);
     }
     Room& room = server_.hub().room(req.path, cfg);
     if (room.full()) {
@@ -298,11 +342,22 @@ void Connection::upgrade(const proto::Request& req) {
     room_ = &room;
     rate_tokens_milli_ = cfg.message_burst * 1000;  // a full bucket to start with
     rate_refilled_ms_ = server_.now_ms();
+    if (admission.has_token) {
+        listen_only_ = !admission.publish;
+        identity_ = std::make_unique<Identity>();
+        identity_->user = std::move(admission.user);
+        if (cfg.auth.expire_connections && admission.expires_s != 0) {
+            identity_->expires_s = admission.expires_s;
+            server_.watch_expiry(*this, admission.expires_s);
+        }
+    }
     server_.hub().join(room, *this);
     ++server_.stats().websocket_upgrades;
     server_.set_timer(*this, server_.idle_timers());
-    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
-             room.name().c_str(), server_.open_connections());
+    const std::string_view user = this->user();
+    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%s%s%.*s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+             room.name().c_str(), user.empty() ? "" : " user=", static_cast<int>(user.size()), user.data(),
+             server_.open_connections());
 }
 
 void Connection::respond(std::string response, bool keep_alive) {
@@ -359,6 +414,13 @@ bool Connection::take_rate_token() {
 void Connection::deliver(proto::Opcode op, std::span<const std::byte> payload) {
     ++server_.stats().messages_in;
     server_.stats().bytes_in += payload.size();
+    if (listen_only_) {
+        if (server_.config().auth.listen_only_action == config::LimitAction::Drop) {
+            ++server_.stats().messages_dropped_listen_only;
+            return;
+        }
+        return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "listen only");
+    }
     if (!take_rate_token()) {
         const config::Config& cfg = server_.config();
         uint64_t suppressed = 0;
@@ -583,14 +645,16 @@ void Connection::retire(std::string_view why) {
     pending_.release();
     parser_.reset();
     transport_.close();
+    if (identity_ && identity_->expires_s) server_.unwatch_expiry(*this, identity_->expires_s);
     server_.retire(*this);
     util::LogFields f = log_fields();
     f.room = room;
     f.close_code = close_code_;
     if (upgraded_) {
         server_.stats().count_close(close_code_);
-        WSLOG_EVENT(util::LogLevel::Info, f, "conn=%llu peer=%s%s%s closed code=%u reason=\"%s\" (%.*s), %zu open",
+        WSLOG_EVENT(util::LogLevel::Info, f, "conn=%llu peer=%s%s%s%s%.*s closed code=%u reason=\"%s\" (%.*s), %zu open",
                  static_cast<unsigned long long>(id_), peer_.c_str(), room.empty() ? "" : " room=", room.c_str(),
+                 f.user.empty() ? "" : " user=", static_cast<int>(f.user.size()), f.user.data(),
                  close_code_, reason.c_str(), static_cast<int>(why.size()), why.data(),
                  server_.open_connections());
     } else {
@@ -600,6 +664,11 @@ void Connection::retire(std::string_view why) {
 }
 
 // --- Timers --------------------------------------------------------------------------------------
+
+void Connection::on_token_expired() {
+    identity_->expires_s = 0;  // off the server's watch (it removed us)
+    if (state_ == State::Open) start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "token expired");
+}
 
 void Connection::on_handshake_timeout() {
     if (!transport_.handshake_done()) {

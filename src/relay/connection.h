@@ -49,7 +49,7 @@ public:
     enum class State : uint8_t { Request, Open, Closing, Dead };
 
     Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const sockaddr_storage& peer, socklen_t peer_len,
-               uint64_t id, bool metrics);
+               uint64_t id, bool metrics, bool api);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -82,6 +82,10 @@ public:
     uint64_t id() const noexcept { return id_; }
     Room* room() const noexcept { return room_; }
     const std::string& peer() const noexcept { return peer_; }
+    // The user its token named (sub); empty without a token.
+    std::string_view user() const noexcept { return identity_ ? std::string_view(identity_->user) : std::string_view(); }
+    // auth.expire_connections: the token's exp (+ leeway) passed.
+    void on_token_expired();
 
     // Intrusive list hooks: one per list the connection can be on.
     util::ListHook hub_hook_;    // Server::connections_ while alive, Server::graveyard_ once retired
@@ -99,6 +103,7 @@ private:
     bool consume_request(std::span<std::byte>& data);
     void handle_request(const proto::Request& request);
     void upgrade(const proto::Request& request);
+    bool consume_api_request(std::span<std::byte>& data, const proto::Request& request, size_t header_bytes);
     void respond(std::string response, bool keep_alive);
     void reject(const proto::HttpError& error, bool head);
     void on_data(const proto::DecodeStep& step);
@@ -144,6 +149,8 @@ private:
     bool stalled_ = false;        // `pending_` holds input that was not processed yet
     bool tls_counted_ = false;    // the TLS handshake completed and was counted
     bool metrics_ = false;        // this connection's listener serves /metrics
+    bool api_ = false;            // this connection's listener serves the HTTP API (/api/...)
+    bool listen_only_ = false;    // its token says publish: false: its messages are not relayed
     uint16_t close_code_ = 0;     // for the log line: the code of the close under way
     proto::FrameDecoder decoder_;
     std::unique_ptr<proto::RequestParser> parser_;  // only while in State::Request
@@ -157,6 +164,12 @@ private:
         std::string room;  // the room it was in (set on leaving)
     };
     std::unique_ptr<CloseNote> close_note_;
+    // Who its token says it is; allocated only for members that presented one.
+    struct Identity {
+        std::string user;        // sub
+        int64_t expires_s = 0;   // exp + leeway (seconds since the epoch) while on the server's expiry watch; 0: not
+    };
+    std::unique_ptr<Identity> identity_;
     CloseNote& close_note() {
         if (!close_note_) close_note_ = std::make_unique<CloseNote>();
         return *close_note_;

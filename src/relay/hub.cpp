@@ -96,6 +96,15 @@ Room* Hub::find(std::string_view name) noexcept {
     return it == rooms_.end() || it->second->size() == 0 ? nullptr : it->second.get();
 }
 
+size_t Hub::post(std::string_view name, proto::Opcode op, std::span<const std::byte> payload) {
+    if (backplane_) backplane_->publish(name, op, payload);
+    Room* r = find(name);
+    if (!r) return 0;
+    const size_t members = r->size();
+    r->broadcast(op, payload, nullptr);  // no member sent it: every member gets it
+    return members;
+}
+
 Room& Hub::room(std::string_view name, const config::Config& config) {
     if (const auto it = rooms_.find(name); it != rooms_.end()) return *it->second;
     auto r = std::make_unique<Room>(*this, std::string(name), config.room_settings(name));

@@ -99,6 +99,10 @@ public:
     // Hands the pending batch to the members (see the header comment). A member closed during the
     // walk (queue full) leaves; leaving unlinks only that member, and the batch is already taken.
     void seal();
+    template <class F>
+    void for_each_member(F&& f) {
+        for (const Connection& c : members_) f(c);
+    }
 
     util::ListHook batch_hook_;  // Hub::batched_ while a batch is pending
 
@@ -136,6 +140,15 @@ public:
     Room& room(std::string_view name, const config::Config& config);
     // The room for `name` if it has members; else null.
     Room* find(std::string_view name) noexcept;
+    // A message from the HTTP API: to every local member of `name` (if it has any) and, through
+    // the backplane, to the other instances. Returns the local members it was queued for.
+    size_t post(std::string_view name, proto::Opcode op, std::span<const std::byte> payload);
+    // Every room with members.
+    template <class F>
+    void for_each_room(F&& f) const {
+        for (const auto& [name, room] : rooms_)
+            if (room->size() != 0) f(*room);
+    }
     // The cluster link, if any (not owned); see Backplane.
     void set_backplane(Backplane* b) noexcept { backplane_ = b; }
     void flush_backplane() {

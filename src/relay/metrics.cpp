@@ -55,6 +55,7 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     header(o, "wsrelay_messages_dropped_total", "counter", "Messages not delivered to a recipient, by reason.");
     labelled(o, "wsrelay_messages_dropped_total", "reason", "slow_consumer", s.messages_dropped_slow_consumer);
     labelled(o, "wsrelay_messages_dropped_total", "reason", "rate_limit", s.messages_dropped_rate_limit);
+    labelled(o, "wsrelay_messages_dropped_total", "reason", "listen_only", s.messages_dropped_listen_only);
     header(o, "wsrelay_closes_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).");
     for (size_t i = 0; i < Stats::kCloseCodes.size(); ++i)
         labelled(o, "wsrelay_closes_total", "code", std::to_string(Stats::kCloseCodes[i]), s.closes[i]);
@@ -64,6 +65,16 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     for (size_t i = 0; i < Stats::kRefusalStatuses.size(); ++i)
         labelled(o, "wsrelay_http_errors_total", "status", std::to_string(Stats::kRefusalStatuses[i]), s.refusals[i]);
     labelled(o, "wsrelay_http_errors_total", "status", "other", s.refusals.back());
+    header(o, "wsrelay_auth_refusals_total", "counter",
+           "WebSocket upgrades refused by [auth]: no token (401), an invalid one (401), a room it does not name (403).");
+    labelled(o, "wsrelay_auth_refusals_total", "reason", "missing", s.auth_refused_missing);
+    labelled(o, "wsrelay_auth_refusals_total", "reason", "invalid", s.auth_refused_invalid);
+    labelled(o, "wsrelay_auth_refusals_total", "reason", "forbidden", s.auth_refused_forbidden);
+    metric(o, "wsrelay_api_messages_total", "counter", "Messages posted through the HTTP API.", s.api_messages);
+    header(o, "wsrelay_api_requests_total", "counter", "HTTP API requests answered, by status.");
+    for (size_t i = 0; i < Stats::kApiStatuses.size(); ++i)
+        labelled(o, "wsrelay_api_requests_total", "status", std::to_string(Stats::kApiStatuses[i]), s.api_responses[i]);
+    labelled(o, "wsrelay_api_requests_total", "status", "other", s.api_responses.back());
     metric(o, "wsrelay_accept_pauses_total", "counter", "Times accepting paused for lack of file descriptors.",
            s.accept_pauses);
     if (s.cluster) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 
 namespace wsrelay::relay {
@@ -40,12 +41,13 @@ private:
 };
 
 Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets,
-               std::shared_ptr<io::TlsContexts> tls)
+               std::shared_ptr<io::TlsContexts> tls, std::shared_ptr<const Credentials> credentials)
     : loop_(loop),
       config_(std::move(config)),
       site_{config_.www_root, config_.healthz},
       hub_(stats_),
       tls_(std::move(tls)),
+      credentials_(credentials ? std::move(credentials) : std::make_shared<const Credentials>()),
       timer_(std::make_unique<TimerFd>(*this)),
       scratch_(std::make_unique_for_overwrite<std::byte[]>(kScratchBytes + kWriteStagingBytes)) {
     now_ms_ = io::monotonic_ms();
@@ -63,8 +65,9 @@ Server::Server(io::EventLoop& loop, config::Config config, std::vector<ListenSoc
         if (const int e = loop_.add(l->fd(), EPOLLIN | (s.shared ? EPOLLEXCLUSIVE : 0u), l.get()))
             throw std::runtime_error("epoll_ctl(listener " + s.address + "): " + std::strerror(e));
         listeners_.push_back(std::move(l));
-        listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics, s.shared});
-        WSLOG_NOTICE("listening on %s (%s%s)", s.address.c_str(), s.tls ? "wss" : "ws", s.metrics ? ", /metrics" : "");
+        listener_info_.push_back({io::UniqueFd(), s.address, s.tls, s.metrics, s.shared, s.api});
+        WSLOG_NOTICE("listening on %s (%s%s%s)", s.address.c_str(), s.tls ? "wss" : "ws", s.metrics ? ", /metrics" : "",
+                     s.api ? ", /api" : "");
     }
 }
 
@@ -124,7 +127,7 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
             return;
         }
     }
-    auto* c = new Connection(*this, std::move(fd), std::move(ssl), peer, len, next_id_++, how.metrics);
+    auto* c = new Connection(*this, std::move(fd), std::move(ssl), peer, len, next_id_++, how.metrics, how.api);
     if (const int e = loop_.add(raw, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c)) {
         WSLOG_ERR("epoll_ctl(conn=%llu): %s, dropping it", static_cast<unsigned long long>(c->id()), std::strerror(e));
         delete c;
@@ -226,6 +229,25 @@ void Server::run_timers() {
     }
 }
 
+void Server::watch_expiry(Connection& c, int64_t expires_s) {
+    expiries_.insert({expires_s, &c});
+    if (!expiry_check_added_) {
+        expiry_check_added_ = true;
+        add_periodic(kExpiryCheckMs, [this] { expire_tokens(); });
+    }
+}
+
+void Server::expire_tokens() {
+    if (expiries_.empty()) return;
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    while (!expiries_.empty() && expiries_.begin()->first <= now) {
+        Connection* c = expiries_.begin()->second;
+        expiries_.erase(expiries_.begin());
+        // A reload that turned expire_connections off spares the members already watched.
+        if (config_.auth.expire_connections) c->on_token_expired();
+    }
+}
+
 void Server::add_periodic(uint64_t interval_ms, std::function<void()> fn) {
     periodic_.push_back({interval_ms, now_ms_ + interval_ms, std::move(fn)});
     armed_deadline_ = 0;
@@ -248,8 +270,10 @@ void Server::begin_shutdown(std::string_view why) {
     for (Connection* c : all) c->start_close(proto::to_wire(proto::CloseCode::GoingAway), "server shutting down");
 }
 
-void Server::apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls) {
+void Server::apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls,
+                          std::shared_ptr<const Credentials> credentials) {
     if (tls) tls_ = std::move(tls);  // new handshakes only; live sessions keep their context
+    if (credentials) credentials_ = std::move(credentials);  // new handshakes and API requests
     const bool listeners_changed = [&] {
         if (config.listen.size() != config_.listen.size()) return true;
         for (size_t i = 0; i < config.listen.size(); ++i)

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -26,6 +27,7 @@
 #include "io/event_loop.h"
 #include "io/listener.h"
 #include "io/tls_context.h"
+#include "relay/access.h"
 #include "relay/connection.h"
 #include "relay/http.h"
 #include "relay/hub.h"
@@ -45,15 +47,16 @@ struct ListenSocket {
     // Other worker processes accept on the same socket: registered with EPOLLEXCLUSIVE, so that a
     // new connection wakes one worker rather than every one.
     bool shared = false;
+    bool api = false;  // serve the HTTP API (/api/...) on this socket
 };
 
 class Server {
 public:
     using List = util::IntrusiveList<Connection, &Connection::timer_hook_>;
 
-    // `tls` may be null when no listener speaks TLS.
+    // `tls` may be null when no listener speaks TLS; `credentials` null: no token keys, no API keys.
     Server(io::EventLoop& loop, config::Config config, std::vector<ListenSocket> sockets,
-           std::shared_ptr<io::TlsContexts> tls);
+           std::shared_ptr<io::TlsContexts> tls, std::shared_ptr<const Credentials> credentials = nullptr);
     ~Server();
 
     // Runs until shutdown completes. Returns the process exit status.
@@ -69,8 +72,15 @@ public:
     // Runs `fn` every `interval_ms` from the reactor's own timer (status line, watchdog): a stuck
     // loop stops these too, which is the point of a watchdog.
     void add_periodic(uint64_t interval_ms, std::function<void()> fn);
-    // SIGHUP with a config that parsed: apply what can change at run time.
-    void apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls);
+    // SIGHUP with a config that parsed: apply what can change at run time. Null `tls` or
+    // `credentials`: keep the running ones.
+    void apply_config(config::Config config, std::shared_ptr<io::TlsContexts> tls,
+                      std::shared_ptr<const Credentials> credentials = nullptr);
+    const Credentials& credentials() const noexcept { return *credentials_; }
+    // auth.expire_connections: `c` is closed (Connection::on_token_expired) once the wall clock
+    // reaches `expires_s`; unwatch before it is freed.
+    void watch_expiry(Connection& c, int64_t expires_s);
+    void unwatch_expiry(Connection& c, int64_t expires_s) noexcept { expiries_.erase({expires_s, &c}); }
 
     const config::Config& config() const noexcept { return config_; }
     const StaticSite& site() const noexcept { return site_; }
@@ -110,6 +120,7 @@ private:
     void arm_timer();
     uint64_t next_deadline() const noexcept;
     void free_retired() noexcept;
+    void expire_tokens();
 
     io::EventLoop& loop_;
     config::Config config_;
@@ -117,6 +128,11 @@ private:
     Stats stats_;
     Hub hub_;
     std::shared_ptr<io::TlsContexts> tls_;
+    std::shared_ptr<const Credentials> credentials_;
+    // Members whose token expires, by when (wall clock, seconds); checked every kExpiryCheckMs.
+    std::set<std::pair<int64_t, Connection*>> expiries_;
+    bool expiry_check_added_ = false;
+    static constexpr uint64_t kExpiryCheckMs = 250;
     std::vector<std::unique_ptr<io::Listener>> listeners_;
     std::vector<ListenSocket> listener_info_;  // tls/metrics flags and address of listeners_[i] (fd unused)
     std::unique_ptr<TimerFd> timer_;

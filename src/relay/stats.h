@@ -12,7 +12,9 @@ struct Stats {
     // Close codes counted one by one; anything else lands in "other".
     static constexpr std::array<uint16_t, 10> kCloseCodes{1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011};
     // Handshake refusals by HTTP status (and TLS handshake failures separately).
-    static constexpr std::array<uint16_t, 9> kRefusalStatuses{400, 403, 404, 405, 408, 426, 431, 503, 505};
+    static constexpr std::array<uint16_t, 12> kRefusalStatuses{400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503, 505};
+    // HTTP API answers by status.
+    static constexpr std::array<uint16_t, 9> kApiStatuses{200, 202, 400, 401, 404, 405, 411, 413, 503};
 
     uint64_t connections_accepted = 0;
     uint64_t connections_refused = 0;  // max_connections reached (also counted as a 503 refusal)
@@ -26,6 +28,13 @@ struct Stats {
     uint64_t bytes_out = 0;       // payload bytes of those deliveries
     uint64_t messages_dropped_slow_consumer = 0;
     uint64_t messages_dropped_rate_limit = 0;
+    uint64_t messages_dropped_listen_only = 0;  // from listen-only members, auth.listen_only_action = "drop"
+    // [auth] refusals of upgrades: no token (401), an invalid one (401), a room it does not name (403).
+    uint64_t auth_refused_missing = 0;
+    uint64_t auth_refused_invalid = 0;
+    uint64_t auth_refused_forbidden = 0;
+    uint64_t api_messages = 0;     // messages posted through the HTTP API
+    std::array<uint64_t, kApiStatuses.size() + 1> api_responses{};  // by kApiStatuses, then other
     uint64_t accept_pauses = 0;
     // [cluster]: the Redis backplane (cluster/link.*), reported only when it is configured.
     // `workers` > 1: this worker's number, added to every /metrics sample as worker="N" (empty: one
@@ -51,6 +60,14 @@ struct Stats {
         size_t i = 0;
         while (i < kRefusalStatuses.size() && kRefusalStatuses[i] != status) ++i;
         ++refusals[i];
+    }
+    void count_auth_refusal(uint16_t status, bool missing) noexcept {
+        ++(status == 403 ? auth_refused_forbidden : missing ? auth_refused_missing : auth_refused_invalid);
+    }
+    void count_api(uint16_t status) noexcept {
+        size_t i = 0;
+        while (i < kApiStatuses.size() && kApiStatuses[i] != status) ++i;
+        ++api_responses[i];
     }
     uint64_t refusal_count(uint16_t status) const noexcept {
         for (size_t i = 0; i < kRefusalStatuses.size(); ++i)

@@ -27,6 +27,7 @@ struct LogFields {
     uint64_t conn = 0;           // 0: none
     std::string_view peer;
     std::string_view room;
+    std::string_view user;       // the token's sub; empty: none
     int close_code = -1;         // -1: none
 };
 void log_event(LogLevel level, const LogFields& fields, const char* fmt, ...) noexcept

@@ -719,6 +719,8 @@ TEST_CASE("auth: load_keys reads the secret's first line and the PEM file, namin
         fails(crlf_only, "", crlf_only, "empty");
         const std::string empty = dir.file("empty", "");
         fails(empty, "", empty, "empty");
+        const std::string short_secret = dir.file("short", "s3cr3t-31-bytes-long-0123456789\n");
+        fails(short_secret, "", short_secret, "the HS256 secret is 31 bytes; at least 32 are needed");
         const std::string good_secret = dir.file("good", secret + "\n");
         const std::string p384 = dir.file("p384.pem", make_key("EC", Alg::ES256, "P-384").public_pem());
         fails(good_secret, p384, p384, "1st key: an EC key on curve secp384r1");

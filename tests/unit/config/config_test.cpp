@@ -30,9 +30,13 @@ void require_same_settings(const Config& a, const Config& b) {
         CHECK(a.listen[i].address == b.listen[i].address);
         CHECK(a.listen[i].tls == b.listen[i].tls);
         CHECK(a.listen[i].name == b.listen[i].name);
+        CHECK(a.listen[i].metrics == b.listen[i].metrics);
+        CHECK(a.listen[i].api == b.listen[i].api);
     }
     CHECK(a.tls == b.tls);
     CHECK(a.cluster == b.cluster);
+    CHECK(a.auth == b.auth);
+    CHECK(a.api_key_file == b.api_key_file);
     CHECK(a.max_connections == b.max_connections);
     CHECK(a.max_connections_per_ip == b.max_connections_per_ip);
     CHECK(a.message_rate == b.message_rate);
@@ -182,9 +186,9 @@ max_members = 2
     CHECK(c.close_timeout_ms == 250);
     CHECK(c.shutdown_timeout_ms == 3'600'000);
     // [[room]] keys that are not given inherit [rooms].
-    CHECK(c.room_settings("/loud") == wsrelay::config::RoomSettings{true, 7});
-    CHECK(c.room_settings("/small") == wsrelay::config::RoomSettings{false, 2});
-    CHECK(c.room_settings("/other") == wsrelay::config::RoomSettings{false, 7});
+    CHECK(c.room_settings("/loud") == wsrelay::config::RoomSettings{.echo = true, .max_members = 7});
+    CHECK(c.room_settings("/small") == wsrelay::config::RoomSettings{.echo = false, .max_members = 2});
+    CHECK(c.room_settings("/other") == wsrelay::config::RoomSettings{.echo = false, .max_members = 7});
 }
 
 TEST_CASE("config: errors name the file, line, column and key") {
@@ -233,6 +237,20 @@ TEST_CASE("config: errors name the file, line, column and key") {
         {"[cluster]\nchannel_prefix = \"a b\"\n", "/etc/wsrelay/test.toml:2:18: cluster.channel_prefix: must not contain spaces"},
         {"[cluster]\nmax_pending_bytes = 1000\n", "/etc/wsrelay/test.toml:2:21: cluster.max_pending_bytes: must be between 65536 and"},
         {"[cluster]\nhost = \"x\"\n", "/etc/wsrelay/test.toml:2:8: cluster.host: unknown key"},
+        {"[auth]\ndefault = \"closed\"\n", "/etc/wsrelay/test.toml:2:11: auth.default: expected \"open\" or \"token\", got \"closed\""},
+        {"[auth]\ndefault = \"token\"\n",
+         "/etc/wsrelay/test.toml:2:11: auth.default: \"token\" rooms need auth.hmac_secret_file or auth.public_key_file"},
+        {"[[room]]\npath = \"/p\"\nauth = \"token\"\n",
+         "/etc/wsrelay/test.toml:3:8: room[0].auth: \"token\" rooms need auth.hmac_secret_file or auth.public_key_file"},
+        {"[[room]]\npath = \"/p\"\nauth = true\n", "/etc/wsrelay/test.toml:3:8: room[0].auth: expected a string, got a boolean"},
+        {"[auth]\nleeway = 30\n", "/etc/wsrelay/test.toml:2:10: auth.leeway: expected a duration string"},
+        {"[auth]\nleeway = \"2d\"\n", "/etc/wsrelay/test.toml:2:10: auth.leeway: malformed duration"},
+        {"[auth]\nlisten_only_action = \"mute\"\n",
+         "/etc/wsrelay/test.toml:2:22: auth.listen_only_action: expected \"close\" or \"drop\", got \"mute\""},
+        {"[auth]\nexpire_connections = 1\n", "/etc/wsrelay/test.toml:2:22: auth.expire_connections: expected a boolean"},
+        {"[auth]\nsecret = \"x\"\n", "/etc/wsrelay/test.toml:2:10: auth.secret: unknown key"},
+        {"[api]\nkeys = [\"x\"]\n", "/etc/wsrelay/test.toml:2:8: api.keys: unknown key"},
+        {"[[listen]]\naddress = \"127.0.0.1:1\"\napi = \"yes\"\n", "/etc/wsrelay/test.toml:3:7: listen[0].api: expected a boolean"},
         {"[limits]\nmax_connections = 1\nmax_connections = 2\n", "/etc/wsrelay/test.toml:3:19: syntax error: Error while parsing key-value pair: cannot redefine existing integer 'max_connections'"},
     };
     for (const Case& c : cases) {
@@ -334,6 +352,64 @@ max_pending_bytes = 1048576
     CHECK(k.channel_prefix == "chat:");
     CHECK(k.node_id == "edge-1");
     CHECK(k.max_pending_bytes == 1048576);
+}
+
+TEST_CASE("config: [auth], [[room]] auth, [[listen]] api and [api]") {
+    const Config d = wsrelay::config::default_config();
+    CHECK_FALSE(d.auth.token_by_default);
+    CHECK(d.auth.leeway_ms == 30'000);
+    CHECK_FALSE(d.auth.expire_connections);
+    CHECK(d.auth.listen_only_action == wsrelay::config::LimitAction::Close);
+    CHECK(d.api_key_file.empty());
+    CHECK_FALSE(d.token_required(d.room_settings("/any")));
+    const auto r = parse_config(R"(
+[[listen]]
+address = "127.0.0.1:8080"
+[[listen]]
+address = "127.0.0.1:8081"
+api = true
+[auth]
+default = "token"
+hmac_secret_file = "/etc/wsrelay/hs256.secret"
+public_key_file = "/etc/wsrelay/keys.pem"
+audience = "chat"
+issuer = "https://id.example"
+leeway = "5s"
+expire_connections = true
+listen_only_action = "drop"
+[api]
+key_file = "/etc/wsrelay/api.keys"
+[[room]]
+path = "/lobby"
+auth = "open"
+[[room]]
+path = "/vip"
+max_members = 3
+)", "a.toml");
+    INFO(r.error);
+    REQUIRE(r.ok);
+    const Config& c = r.config;
+    CHECK_FALSE(c.listen[0].api);
+    CHECK(c.listen[1].api);
+    CHECK(c.auth.token_by_default);
+    CHECK(c.auth.hmac_secret_file == "/etc/wsrelay/hs256.secret");
+    CHECK(c.auth.public_key_file == "/etc/wsrelay/keys.pem");
+    CHECK(c.auth.audience == "chat");
+    CHECK(c.auth.issuer == "https://id.example");
+    CHECK(c.auth.leeway_ms == 5000);
+    CHECK(c.auth.expire_connections);
+    CHECK(c.auth.listen_only_action == wsrelay::config::LimitAction::Drop);
+    CHECK(c.api_key_file == "/etc/wsrelay/api.keys");
+    // auth.default for rooms that do not say; a [[room]] overrides it either way.
+    CHECK(c.token_required(c.room_settings("/elsewhere")));
+    CHECK_FALSE(c.token_required(c.room_settings("/lobby")));
+    CHECK(c.token_required(c.room_settings("/vip")));
+    const auto open = parse_config("[auth]\npublic_key_file = \"/k.pem\"\nleeway = \"0s\"\n[[room]]\npath = \"/p\"\nauth = \"token\"\n", "b.toml");
+    INFO(open.error);
+    REQUIRE(open.ok);
+    CHECK(open.config.auth.leeway_ms == 0);
+    CHECK(open.config.token_required(open.config.room_settings("/p")));
+    CHECK_FALSE(open.config.token_required(open.config.room_settings("/q")));
 }
 
 TEST_CASE("config: [server] workers") {

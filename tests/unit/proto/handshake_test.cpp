@@ -699,6 +699,10 @@ TEST_CASE("handshake: build_error_response()", "[handshake]") {
 TEST_CASE("handshake: status_text()", "[handshake]") {
     CHECK(status_text(101) == "Switching Protocols");
     CHECK(status_text(400) == "Bad Request");
+    CHECK(status_text(202) == "Accepted");
+    CHECK(status_text(401) == "Unauthorized");
+    CHECK(status_text(411) == "Length Required");
+    CHECK(status_text(413) == "Content Too Large");
     CHECK(status_text(404) == "Not Found");
     CHECK(status_text(405) == "Method Not Allowed");
     CHECK(status_text(426) == "Upgrade Required");

@@ -12,12 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "util/c_deleter.h"
+
 namespace wsrelay::io {
 
-template <auto Free>
-struct CDeleter {
-    void operator()(auto* p) const noexcept { Free(p); }
-};
+using util::CDeleter;
 using SslCtxPtr = std::unique_ptr<SSL_CTX, CDeleter<SSL_CTX_free>>;
 using SslPtr = std::unique_ptr<SSL, CDeleter<SSL_free>>;  // SSL_set_bio() hands the BIO to it
 

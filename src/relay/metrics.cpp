@@ -32,6 +32,14 @@ void labelled(std::string& out, const char* name, const char* label, const std::
     out += buf;
 }
 
+// One sample per status of `statuses` (counts[i]), then "other" (counts.back()).
+template <size_t N>
+void by_status(std::string& out, const char* name, const std::array<uint16_t, N>& statuses,
+               const std::array<uint64_t, N + 1>& counts) {
+    for (size_t i = 0; i < N; ++i) labelled(out, name, "status", std::to_string(statuses[i]), counts[i]);
+    labelled(out, name, "status", "other", counts.back());
+}
+
 }  // namespace
 
 std::string render_metrics(const Stats& s, size_t open_connections, size_t websocket_connections, size_t rooms) {
@@ -62,9 +70,7 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     labelled(o, "wsrelay_closes_total", "code", "other", s.closes.back());
     header(o, "wsrelay_http_errors_total", "counter",
            "Requests answered with an HTTP error (refused handshakes, bad requests, limits), by status.");
-    for (size_t i = 0; i < Stats::kRefusalStatuses.size(); ++i)
-        labelled(o, "wsrelay_http_errors_total", "status", std::to_string(Stats::kRefusalStatuses[i]), s.refusals[i]);
-    labelled(o, "wsrelay_http_errors_total", "status", "other", s.refusals.back());
+    by_status(o, "wsrelay_http_errors_total", Stats::kRefusalStatuses, s.refusals);
     header(o, "wsrelay_auth_refusals_total", "counter",
            "WebSocket upgrades refused by [auth]: no token (401), an invalid one (401), a room it does not name (403).");
     labelled(o, "wsrelay_auth_refusals_total", "reason", "missing", s.auth_refused_missing);
@@ -72,9 +78,7 @@ std::string render_metrics(const Stats& s, size_t open_connections, size_t webso
     labelled(o, "wsrelay_auth_refusals_total", "reason", "forbidden", s.auth_refused_forbidden);
     metric(o, "wsrelay_api_messages_total", "counter", "Messages posted through the HTTP API.", s.api_messages);
     header(o, "wsrelay_api_requests_total", "counter", "HTTP API requests answered, by status.");
-    for (size_t i = 0; i < Stats::kApiStatuses.size(); ++i)
-        labelled(o, "wsrelay_api_requests_total", "status", std::to_string(Stats::kApiStatuses[i]), s.api_responses[i]);
-    labelled(o, "wsrelay_api_requests_total", "status", "other", s.api_responses.back());
+    by_status(o, "wsrelay_api_requests_total", Stats::kApiStatuses, s.api_responses);
     metric(o, "wsrelay_accept_pauses_total", "counter", "Times accepting paused for lack of file descriptors.",
            s.accept_pauses);
     if (s.cluster) {

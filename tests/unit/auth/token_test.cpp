@@ -17,25 +17,19 @@
 #include <string>
 #include <vector>
 
+#include "auth/mint.h"
 #include "auth/rfc_vectors.h"
 #include "auth/token.h"
 
 using namespace wsrelay::auth;
 using namespace wsrelay::auth::rfc;
+using wsrelay::test::b64url;
+using wsrelay::test::hmac_sha256;
+using wsrelay::test::hs256;
 
 namespace {
 
 // --- Minting tokens ---
-
-std::string b64url(std::string_view bytes) {
-    std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-    out.resize(static_cast<size_t>(n));
-    while (!out.empty() && out.back() == '=') out.pop_back();
-    for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-    return out;
-}
 
 std::string decoded(std::string_view b64) {
     std::string out;
@@ -43,18 +37,6 @@ std::string decoded(std::string_view b64) {
     return out;
 }
 
-std::string hmac_sha256(std::string_view key, std::string_view data) {
-    unsigned char mac[32];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-         data.size(), mac, &len);
-    return {reinterpret_cast<const char*>(mac), len};
-}
-
-std::string hs256(std::string_view payload, std::string_view secret, std::string_view header = R"({"alg":"HS256","typ":"JWT"})") {
-    const std::string input = b64url(header) + "." + b64url(payload);
-    return input + "." + b64url(hmac_sha256(secret, input));
-}
 
 using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 

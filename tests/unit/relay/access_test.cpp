@@ -2,13 +2,11 @@
 // [auth] admission of upgrade requests (relay/access.h): where the token is taken from, open and
 // token rooms, the refusals and their WWW-Authenticate header, listen-only and expiry data; and
 // the API key comparison. Tokens are HS256, minted here with OpenSSL.
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <catch2/catch.hpp>
 #include <span>
 #include <string>
 
+#include "auth/mint.h"
 #include "config/config.h"
 #include "proto/handshake.h"
 #include "relay/access.h"
@@ -20,23 +18,8 @@ using wsrelay::relay::Admission;
 
 const std::string kSecret = "unit-test-secret-0123456789-abcdefghijkl";
 
-std::string b64url(std::string_view in) {
-    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-    out.resize(static_cast<size_t>(n));
-    while (!out.empty() && out.back() == '=') out.pop_back();
-    for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-    return out;
-}
-
 std::string hs256(const std::string& claims_json, const std::string& secret = kSecret) {
-    const std::string input = b64url(R"({"alg":"HS256","typ":"JWT"})") + "." + b64url(claims_json);
-    unsigned char mac[32];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(input.data()),
-         input.size(), mac, &len);
-    return input + "." + b64url(std::string_view(reinterpret_cast<const char*>(mac), len));
+    return wsrelay::test::hs256(claims_json, secret);
 }
 
 // A parsed upgrade request for `target` with the given extra header lines; kept alive with its text.

@@ -263,8 +263,8 @@ void Connection::handle_request(const proto::Request& req) {
                            : respond_http(req, server_.site());
     if (res.status >= 400) server_.stats().count_refusal(res.status);
     WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
-              static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.target.size()),
-              req.target.data(), res.status);
+              static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.path.size()),
+              req.path.data(), res.status);  // the path: a query may hold a token
     respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
 }
 

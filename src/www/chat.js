@@ -7,6 +7,11 @@
 // Room names are 1–64 characters of [A-Za-z0-9._~-], except "." and ".." (URL parsers would
 // fold those path segments away and we would land in another room).
 //
+// Private rooms (`auth = "token"` on the server) need a signed token. A backend that issued one
+// links to the page as `/?token=<token>#/<room>`; the page passes it on as the WebSocket URL's
+// `?token=` (a browser cannot set an Authorization header on a WebSocket). Without one the page
+// connects as before, which is all an open room needs.
+//
 // Wire format of our own messages (one JSON text message each; the server relays it unchanged):
 //   {"v":1,"type":"chat","nick":"...","text":"...","ts":<ms since epoch>,"id":"<random hex>"}
 // Anything else is shown as raw text from "(unknown)"; binary messages as their size.
@@ -92,6 +97,13 @@ function guestNick() {
   return `guest-${String(crypto.getRandomValues(new Uint16Array(1))[0] % 10000).padStart(4, '0')}`;
 }
 
+// The `?token=...` to append to the WebSocket URL, or '' when the page's URL carries none.
+// Read once: the token stays the same for the page's lifetime, whatever room it joins.
+function tokenQuery() {
+  const token = new URLSearchParams(location.search).get('token');
+  return token ? `?token=${encodeURIComponent(token)}` : '';
+}
+
 function isValidRoom(room) {
   return ROOM_RE.test(room) && room !== '.' && room !== '..';
 }
@@ -168,6 +180,7 @@ function messageElement({ nick, text, ts, kind = 'chat' }) {
 
 // --- connection -------------------------------------------------------------------------
 
+const tokenSuffix = tokenQuery();   // "?token=..." or ""
 let room = DEFAULT_ROOM;
 let nick = (loadNick() || '').trim().slice(0, NICK_MAX) || guestNick();
 let ws = null;              // the current socket; events from any older one are ignored
@@ -201,7 +214,7 @@ function cancelRetry() {
 
 function connect() {
   cancelRetry();
-  const sock = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/${room}`);
+  const sock = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/${room}${tokenSuffix}`);
   sock.binaryType = 'arraybuffer';   // only the size is shown; no need for a Blob
   ws = sock;
   openedAt = 0;

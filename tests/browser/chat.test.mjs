@@ -11,43 +11,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, children, exited, freePort, sleep } from './lib.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const STEP_MS = 10_000;        // default bound for one page action or wait
 const RECONNECT_MS = 25_000;   // the page backs off up to 10 s (+ jitter) between attempts
 const XSS = '<img src=x onerror=alert(1)>';
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // --- the server under test ---------------------------------------------------------------
-
-// Asks the kernel for a free loopback port. Another process could take it before wsrelay
-// binds; startServer() then fails with the server's own error in the log.
-async function freePort() {
-  const probe = net.createServer();
-  await new Promise((resolve, reject) => probe.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-const children = new Set();
-process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
-
-function exited(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => { clearTimeout(timer); resolve(true); });
-  });
-}
 
 // Starts wsrelay and waits until it serves the page. A restart on the port we just killed may
 // briefly fail to bind, so a server that exits at once is started again until the deadline.

@@ -18,14 +18,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, children, exited, freePort, sleep } from './lib.mjs';
 import WebSocket from 'ws';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const STEP_MS = 10_000;   // default bound for one page action or wait
 const ECHO_MS = 30_000;   // bound for a whole batch of echoes
 const KiB = 1024;
@@ -42,7 +38,6 @@ max_message_bytes = 4194304
 send_queue_bytes = 16777216
 `;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function withTimeout(promise, ms, what) {
   let timer;
@@ -52,25 +47,6 @@ function withTimeout(promise, ms, what) {
 }
 
 // --- the server under test ---------------------------------------------------------------
-
-async function freePort() {
-  const probe = net.createServer();
-  await new Promise((resolve, reject) => probe.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-const children = new Set();
-process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
-
-function exited(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => { clearTimeout(timer); resolve(true); });
-  });
-}
 
 // Starts wsrelay with `config` and waits until it serves the page. Another process may take
 // the port between freePort() and the bind: the server then exits and the error is in the log.

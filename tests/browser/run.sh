@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# Runs the browser tests: the chat page (chat.test.mjs) and permessage-deflate interop with
-# Chromium and the ws client (deflate.test.mjs). Needs WSRELAY_BIN (the wsrelay binary), Node 20+
+# Runs the browser tests: the chat page (chat.test.mjs), the chat page on a private room with a
+# token in its URL (auth.test.mjs) and permessage-deflate interop with Chromium and the ws client
+# (deflate.test.mjs). Needs WSRELAY_BIN (the wsrelay binary), Node 20+
 # and Debian's chromium at /usr/bin/chromium (apt-get install -y chromium); never downloads a
 # browser. Exits with the tests' status.
 set -eu
@@ -16,4 +17,4 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules ]; then
     npm ci --no-audit --no-fund
 fi
-exec node --test chat.test.mjs deflate.test.mjs
+exec node --test chat.test.mjs auth.test.mjs deflate.test.mjs

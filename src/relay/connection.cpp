@@ -258,9 +258,17 @@ bool Connection::consume_request(std::span<std::byte>& data) {
 void Connection::handle_request(const proto::Request& req) {
     if (req.kind == proto::RequestKind::WebSocket) return upgrade(req);
     ++server_.stats().http_requests;
-    HttpResponse res = metrics_ && req.path == "/metrics" && (req.method == "GET" || req.head)
-                           ? metrics_response(server_, req.head)
-                           : respond_http(req, server_.site());
+    HttpResponse res;
+    if (metrics_ && req.path == "/metrics" && (req.method == "GET" || req.head)) {
+        res = metrics_response(server_, req.head);
+    } else if (is_api_path(req.path)) {
+        // Not an api listener: nothing is there, whatever the method. A body it may carry is not
+        // read, so the connection ends with the answer.
+        res = not_found(req.head);
+        res.close = true;
+    } else {
+        res = respond_http(req, server_.site());
+    }
     if (res.status >= 400) server_.stats().count_refusal(res.status);
     WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
               static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.path.size()),

@@ -49,11 +49,6 @@ HttpResponse error(uint16_t status, std::string_view reason, bool head) {
     return r;
 }
 
-HttpResponse not_found(bool head) {
-    const std::string body = "404 Not Found\n";
-    return make(404, "text/plain; charset=utf-8", body, head);
-}
-
 int hex_value(char c) noexcept {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -94,6 +89,11 @@ HttpResponse serve_file(const std::string& root, std::string rel, bool head) {
 }
 
 }  // namespace
+
+HttpResponse not_found(bool head) {
+    const std::string body = "404 Not Found\n";
+    return make(404, "text/plain; charset=utf-8", body, head);
+}
 
 std::string_view content_type_for(std::string_view path) noexcept {
     static constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kTypes{{

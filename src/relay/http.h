@@ -22,6 +22,9 @@ struct HttpResponse {
     bool close = false;     // the connection must close after this response
 };
 
+// 404 with a short text body.
+HttpResponse not_found(bool head);
+
 // Answers a request that is not a WebSocket upgrade.
 HttpResponse respond_http(const proto::Request& request, const StaticSite& site);
 

@@ -22,6 +22,20 @@ For `--duration` seconds:
 * a thread polls GET /healthz every 0.5 s on a fresh connection (every 4th one over TLS) and
   samples the daemon's RSS and open file descriptors.
 
+Tokens ([auth], issue #18): the last TOKEN_ROOMS rooms (/r45../r49 by default, never a busy one)
+need a signed token; the others stay open. Keys are made for the run (an HS256 secret, an
+Ed25519 key; an RSA public key sits in the public_key_file too). Every client of a token room --
+well-behaved, lurker, short-lived, burst, misbehaving -- carries a valid token (HS256 or EdDSA,
+minted with python3-jwt, in the query or in `Authorization: Bearer`); a well-behaved listen-only
+client there gets `publish: false`; every 4th well-behaved client of an open room brings a valid
+token too (verified, logged). The abuse process also makes hostile attempts: no token, a forged
+signature, a wrong secret, an expired token, alg "none", alg confusion (HS256 keyed with the RSA
+public key PEM), a token for another room, a forged token on an open room. Each must be refused
+before any 101 with the status (401/403) and error_description the spec gives, and TCP closed
+(Connection: close); one admitted is a failure. Afterwards wsrelay_auth_refusals_total (missing,
+invalid, forbidden; summed over the instances) must equal what the abuse process counted, and no
+log may contain the secret or a hostile token's signature.
+
 Then every well-behaved client finishes its close handshake and everything is checked:
 
 * delivery: for every sender S and every other well-behaved client X of its room, what X
@@ -39,7 +53,8 @@ Then every well-behaved client finishes its close handshake and everything is ch
 * afterwards the open-fd count returns exactly to its value before the first client (bounded
   wait), RSS to within --rss-slack-mib of its value after the warm-up (default 8 MiB, see
   below), and /metrics shows 0 WebSocket connections and 0 rooms;
-* the log has no line at err or worse and no sanitizer report; SIGTERM then exits 0.
+* the log has no line at err or worse and no sanitizer report; SIGTERM then exits 0;
+* every hostile token attempt was refused (see Tokens above), and the refusal counters agree.
 
 RSS: the baseline is taken after the warm-up (15% of the run, 8-20 s), while the full mix is
 running, when the allocator has grown to the steady state's working set (~900 connections, TLS
@@ -104,7 +119,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import jwt  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+
 import harness  # noqa: E402
+import tokens  # noqa: E402
 import wsclient  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
@@ -133,6 +152,100 @@ DEFLATE_OFFERS = ["permessage-deflate",
                   "permessage-deflate; server_max_window_bits=10",
                   "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
                   "permessage-deflate; server_no_context_takeover; client_no_context_takeover"]
+
+TOKEN_ROOMS = 5                     # the last rooms need a token ([[room]] auth = "token")
+HOSTILE_TOKENS = {                  # variant -> (status, error_description, refusal counter)
+    "missing": (401, "no token", "missing"),
+    "forged": (401, "bad signature", "invalid"),
+    "wrong-secret": (401, "bad signature", "invalid"),
+    "expired": (401, "token expired", "invalid"),
+    "alg-none": (401, "unsupported algorithm", "invalid"),
+    "alg-confusion": (401, "bad signature", "invalid"),
+    "other-room": (403, "room not allowed", "forbidden"),
+    "open-room-forged": (401, "bad signature", "invalid"),
+}
+NO_TOKEN = ""                       # upgrade_request(token=NO_TOKEN): none, even in a token room
+
+
+def token_rooms(rooms):
+    """The token rooms among /r0../r{rooms-1}: the last TOKEN_ROOMS, never a busy one."""
+    return ["/r%d" % i for i in range(max(BUSY_ROOMS, rooms - TOKEN_ROOMS), rooms)]
+
+
+class SoakTokens:
+    """The run's keys ([auth]) and the tokens made with them. The main process makes the keys in
+    `directory` (create=True); the abuse process (--auth-dir) loads the same files."""
+
+    def __init__(self, directory, rooms, create=False):
+        self.dir = directory
+        self.rooms = token_rooms(rooms)
+        self.hmac_file = os.path.join(directory, "hmac.secret")
+        self.ed_file = os.path.join(directory, "ed25519.key")
+        self.rsa_file = os.path.join(directory, "rsa-public.pem")
+        self.pub_file = os.path.join(directory, "public.pem")
+        if create:
+            os.makedirs(directory, exist_ok=True)
+            ed, rsa = tokens.ed25519_pair(), tokens.rsa_pair()
+            for path, data in (
+                    (self.hmac_file, os.urandom(32).hex() + "\n"),
+                    (self.ed_file, ed.private_key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption())),
+                    (self.rsa_file, rsa.public_pem),
+                    (self.pub_file, ed.public_pem + rsa.public_pem)):
+                with open(path, "wb") as f:
+                    f.write(data if isinstance(data, bytes) else data.encode())
+        with open(self.hmac_file) as f:
+            self.secret = f.readline().rstrip("\n")
+        with open(self.ed_file, "rb") as f:
+            self.ed = serialization.load_pem_private_key(f.read(), password=None)
+        with open(self.rsa_file, "rb") as f:
+            self.rsa_public_pem = f.read()
+        self.minted = 0
+
+    def needs(self, path):
+        return path.split("?", 1)[0] in self.rooms
+
+    def mint(self, room, sub, publish=True, exp=None):
+        """A valid token for `room`, HS256 and EdDSA in turn."""
+        c = tokens.claims(sub, [room], ttl=24 * 3600)
+        if not publish:
+            c["publish"] = False
+        if exp is not None:
+            c["exp"] = exp
+        self.minted += 1
+        if self.minted % 2:
+            return jwt.encode(c, self.secret, algorithm="HS256")
+        return jwt.encode(c, self.ed, algorithm="EdDSA")
+
+    def hostile(self, variant, rng, open_room):
+        """-> (room, token or NO_TOKEN) for one of HOSTILE_TOKENS."""
+        room = rng.choice(self.rooms)
+        sub = "mallory-%d" % rng.getrandbits(20)
+        if variant == "missing":
+            return room, NO_TOKEN
+        if variant == "forged":
+            return room, tokens.resign_garbage(self.mint(room, sub))
+        if variant == "wrong-secret":
+            return room, jwt.encode(tokens.claims(sub, [room]), os.urandom(32).hex(),
+                                           algorithm="HS256")
+        if variant == "expired":
+            return room, self.mint(room, sub, exp=tokens.now() - 3600)
+        if variant == "alg-none":
+            return room, tokens.alg_none(tokens.claims(sub, [room]))
+        if variant == "alg-confusion":
+            return room, tokens.hs256_by_hand(tokens.claims(sub, [room]), self.rsa_public_pem)
+        if variant == "other-room":
+            other = rng.choice([r for r in self.rooms if r != room] or ["/elsewhere"])
+            return room, self.mint(other, sub)
+        return open_room, tokens.resign_garbage(self.mint(open_room, sub))
+
+
+# The run's SoakTokens in this process (main and abuse), or None: upgrade_request() gives every
+# request for a token room a valid token unless told otherwise.
+TOKENS = None
+
 
 # ---------------------------------------------------------------- small shared helpers
 def rss_kib(pid):
@@ -206,7 +319,18 @@ def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, declared_length=None)
                                  declared_length=declared_length)
 
 
-def upgrade_request(path, host="localhost", extra_headers=(), version="13"):
+def upgrade_request(path, host="localhost", extra_headers=(), version="13", token=None,
+                    via=None):
+    """token: put in the query (via "query") or in Authorization: Bearer (via "header"); None:
+    a valid one of TOKENS if the room needs one; NO_TOKEN: none at all."""
+    if token is None and TOKENS is not None and TOKENS.needs(path):
+        token = TOKENS.mint(path.split("?", 1)[0], "soak")
+        via = via or ("header" if TOKENS.minted % 3 == 0 else "query")
+    if token:
+        if via == "header":
+            extra_headers = list(extra_headers) + ["Authorization: Bearer " + token]
+        else:
+            path += ("&" if "?" in path else "?") + "token=" + token
     key = base64.b64encode(os.urandom(16)).decode()
     lines = ["GET %s HTTP/1.1" % path, "Host: %s" % host, "Upgrade: websocket",
              "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key,
@@ -432,12 +556,13 @@ class Conn:
                     raise ProtocolError("HTTP head too long")
                 await self.fill()
 
-    async def upgrade(self, path, timeout=10.0, extensions=None):
-        """The opening handshake; `extensions` is a Sec-WebSocket-Extensions offer. Sets
-        self.deflate to the window bits we must compress with if permessage-deflate was
-        agreed, else None."""
+    async def upgrade(self, path, timeout=10.0, extensions=None, token=None, via=None):
+        """The opening handshake; `extensions` is a Sec-WebSocket-Extensions offer; token/via
+        as for upgrade_request(). Sets self.deflate to the window bits we must compress with if
+        permessage-deflate was agreed, else None."""
         req, key = upgrade_request(path, extra_headers=(
-            ["Sec-WebSocket-Extensions: " + extensions] if extensions else []))
+            ["Sec-WebSocket-Extensions: " + extensions] if extensions else []),
+            token=token, via=via)
         self.write(req)
         head = await self.read_http_head(timeout)
         status, _reason, headers, _ = wsclient.parse_http_head(head)
@@ -570,6 +695,11 @@ class Good:
         self.rx_bytes = 0
         self.pings = 0
         self.done = False
+        # A token ([auth]): in a token room always (publish: false for a listen-only client),
+        # in an open room every 4th client; None: none.
+        self.token = None
+        if TOKENS is not None and (TOKENS.needs(room) or gid % 4 == 0):
+            self.token = TOKENS.mint(room, "good-%d" % gid, publish=not listen_only)
 
     def error(self, msg):
         if len(self.errors) < 10:
@@ -588,7 +718,8 @@ class Good:
             plain, tls = run.ports[self.inst]
             self.conn = await Conn.open("127.0.0.1", tls if self.tls else plain,
                                         run.ctx if self.tls else None)
-            await self.conn.upgrade(self.room, extensions=self.offer)
+            await self.conn.upgrade(self.room, extensions=self.offer, token=self.token,
+                                    via="header" if self.gid % 2 else "query")
             self.joined = time.monotonic()
             if self.offer and self.conn.deflate is None:
                 self.error("permessage-deflate offered (%r) but not agreed" % self.offer)
@@ -970,7 +1101,8 @@ class Run:
                "--rooms", str(self.args.rooms),
                "--plain-port", *[str(p) for p, _t in self.ports],
                "--tls-port", *[str(t) for _p, t in self.ports], "--ca", self.ca,
-               "--rate", str(self.args.rate), "--lurkers", str(self.args.lurkers)]
+               "--rate", str(self.args.rate), "--lurkers", str(self.args.lurkers),
+               "--auth-dir", TOKENS.dir]
         p = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                                  stderr=asyncio.subprocess.PIPE)
         try:
@@ -1095,7 +1227,7 @@ class Run:
         return errors
 
 
-def make_config(pki, redis_url=None):
+def make_config(pki, redis_url=None, auth=None):
     cfg = {"server": {"log_level": "info"},
            "listen": [{"address": "127.0.0.1:{port}", "name": "plain", "metrics": True},
                       {"address": "127.0.0.1:{port}", "name": "tls", "tls": True}],
@@ -1104,6 +1236,10 @@ def make_config(pki, redis_url=None):
            "deflate": {"enabled": True, "min_bytes": 256}}
     if redis_url:
         cfg["cluster"] = {"redis": redis_url}
+    if auth is not None:
+        cfg["auth"] = {"default": "open", "hmac_secret_file": auth.hmac_file,
+                       "public_key_file": auth.pub_file}
+        cfg["room"] = [{"path": r, "auth": "token"} for r in auth.rooms]
     return cfg
 
 
@@ -1154,14 +1290,17 @@ def run(binary=None, duration=120.0, good=300, rooms=50, rate=25.0, lurkers=600,
     pki.A = pki.leaf("server", ["DNS:localhost", "IP:127.0.0.1"])
     redis = None
     daemons = []
+    global TOKENS
     try:
+        TOKENS = SoakTokens(os.path.join(tmp, "auth"), args.rooms, create=True)
         if cluster:
             redis = RedisServer(directory=os.path.join(tmp, "redis"))
-        config = make_config(pki, redis.url if redis else None)
+        config = make_config(pki, redis.url if redis else None, TOKENS)
         for _i in range(2 if cluster else 1):
             daemons.append(MultiSocketDaemon(config))
         return _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out)
     finally:
+        TOKENS = None
         for d in daemons:
             d.kill()
         keep = rep.failures or os.environ.get("WSRELAY_E2E_KEEP") is not None
@@ -1184,6 +1323,7 @@ def cluster_link_up(port):
 
 def _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out):
     cluster = redis is not None
+    auth_secret, auth_rooms = TOKENS.secret, set(TOKENS.rooms)
     if cluster:
         # The clients start once both links are up: nothing is published while a link is down.
         for i, d in enumerate(daemons):
@@ -1327,6 +1467,26 @@ def _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out):
             rep.failures.append("%sSIGTERM after the run: exit status %r" % (r.label(i), rc[i]))
     if not redis_alive:
         rep.failures.append("redis-server exited during the run; its log:\n" + redis.log()[-3000:])
+    # Tokens: the daemons counted exactly the refusals the abuse process saw, and no log holds
+    # the secret or a hostile token's signature.
+    refused = {"missing": 0, "invalid": 0, "forbidden": 0}
+    for variant, (status, _reason, counter) in HOSTILE_TOKENS.items():
+        refused[counter] += ab.get("kinds", {}).get("token/" + variant, {}).get(
+            "refused-%d" % status, 0)
+    counted = {}
+    if all(m is not None for m in metrics):
+        for reason in refused:
+            sample = 'wsrelay_auth_refusals_total{reason="%s"}' % reason
+            counted[reason] = int(sum(metric(m, sample) or 0 for m in metrics))
+        if counted != refused:
+            rep.failures.append("wsrelay_auth_refusals_total %r (summed over the instances), the "
+                                "abuse process saw %r refused" % (counted, refused))
+    secrets = [(auth_secret, "the HMAC secret")] + [(sig, "a hostile token's signature")
+                                                    for sig in ab.get("token_sigs", [])]
+    for i in range(len(daemons)):
+        leaked = [what for s, what in secrets if s and s in logs[i]]
+        if leaked:
+            rep.failures.append("%slog contains %s" % (r.label(i), ", ".join(sorted(set(leaked)))))
 
     # ---- summary ----
     goods = r.goods
@@ -1359,6 +1519,12 @@ def _run(rep, args, daemons, redis, pki, nofile, rss_slack_mib, out):
                             "message" % len(deflaters))
     rep.say("  latency send->receive: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
             r.lat_percentile(0.5) * 1000, r.lat_percentile(0.99) * 1000, r.lat_max * 1000)
+    rep.say("tokens: %d well-behaved clients with one (%d in the %d token rooms, %d of them "
+            "publish: false); hostile attempts refused: %s; wsrelay_auth_refusals_total %s",
+            sum(g.token is not None for g in joined),
+            sum(g.token is not None and g.room in auth_rooms for g in joined), len(auth_rooms),
+            sum(g.token is not None and g.room in auth_rooms and g.listen_only for g in joined),
+            refused, counted or "n/a")
     rep.say("other connections (abuse process): %d in all", ab.get("total", 0))
     for kind, outcomes in sorted(ab.get("kinds", {}).items()):
         rep.say("  %-36s %5d  %s", kind, sum(outcomes.values()),
@@ -1442,6 +1608,7 @@ class Abuse:
         self.uid = 0
         self.live = set()
         self.bomb = None
+        self.token_sigs = []    # signatures of hostile tokens: never in the daemon's log
 
     # -- bookkeeping --
     def count(self, kind, outcome):
@@ -2008,6 +2175,44 @@ class Abuse:
         finally:
             c.abort()
 
+    async def token(self):
+        """A hostile token attempt (HOSTILE_TOKENS): refused before any 101 with the status
+        and error_description the spec gives, then TCP closed (Connection: close). Admitted is
+        the worst failure there is."""
+        v = self.rng.choice(sorted(HOSTILE_TOKENS))
+        kind = "token/" + v
+        status, reason, _counter = HOSTILE_TOKENS[v]
+        open_room = self.rng.choice([r for r in ("/r%d" % i for i in range(self.a.rooms))
+                                     if r not in TOKENS.rooms])
+        room, tok = TOKENS.hostile(v, self.rng, open_room)
+        sig = tok.rpartition(".")[2] if tok else ""
+        if len(sig) >= 16 and len(self.token_sigs) < 200:
+            self.token_sigs.append(sig)
+        c = await self.open(self.rng.random() < 0.4)
+        try:
+            req, _key = upgrade_request(room, token=tok, via=self.rng.choice(["query", "header"]))
+            c.write(req)
+            head = await c.read_http_head(10.0)
+            got, _r, headers, _ = wsclient.parse_http_head(head)
+            if got == 101:
+                return self.fail(kind, "ADMITTED (101) to %s" % room)
+            error = "invalid_request" if v == "missing" else (
+                "insufficient_scope" if status == 403 else "invalid_token")
+            www = 'Bearer realm="wsrelay", error="%s", error_description="%s"' % (error, reason)
+            if got != status or headers.get("www-authenticate") != www:
+                return self.fail(kind, "refused with %d %r, expected %d %r" % (
+                    got, headers.get("www-authenticate"), status, www))
+            how, _n = await c.read_to_eof(HANDSHAKE_S + SLACK_S)
+            if how == "timeout":
+                return self.fail(kind, "TCP still open after the %d (Connection: close)" % got)
+            self.count(kind, "refused-%d" % got)
+        except TimeoutError:
+            self.fail(kind, "no answer within 10 s")
+        except Closed as e:
+            self.fail(kind, "connection %s without an answer" % e.how)
+        finally:
+            c.abort()
+
     # -- driver --
     def spawn(self, coro_fn, *args):
         t = asyncio.create_task(self.guarded(coro_fn, *args))
@@ -2048,7 +2253,7 @@ class Abuse:
         # Relative weights of what is started at `rate` per second.
         kinds = [(self.short, 26), (self.burst, 2), (self.http, 5), (self.garbage, 12),
                  (self.stall_handshake, 9), (self.stall_midframe, 5), (self.nonreader, 4),
-                 (self.flood, 5), (self.reset, 22), (self.tls_abandon, 10)]
+                 (self.flood, 5), (self.reset, 22), (self.tls_abandon, 10), (self.token, 6)]
         fns = [k for k, _w in kinds]
         weights = [w for _k, w in kinds]
         # Misbehaving and short-lived clients at `rate` per second (Poisson), capped at 400 open.
@@ -2065,10 +2270,12 @@ class Abuse:
                 t.cancel()
         await pool
         return {"total": self.total, "kinds": self.kinds, "failures": self.failures,
-                "cpu_s": sum(os.times()[:2])}
+                "cpu_s": sum(os.times()[:2]), "token_sigs": self.token_sigs}
 
 
 def abuse_main(a):
+    global TOKENS
+    TOKENS = SoakTokens(a.auth_dir, a.rooms)
     raise_nofile()
     result = asyncio.run(Abuse(a).main())
     print(json.dumps(result), flush=True)
@@ -2096,6 +2303,7 @@ def main(argv=None):
     p.add_argument("--plain-port", type=int, nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--tls-port", type=int, nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
+    p.add_argument("--auth-dir", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.role == "abuse":
         return abuse_main(a)

@@ -9,12 +9,17 @@
   WSRELAY_SOAK_CLUSTER_SECONDS (default 60), with the same zero-loss accounting across the
   instances.
 
+Both run with token rooms ([auth]: the last 5 rooms need a signed token, which every client of
+theirs carries) and hostile token attempts (forged, expired, alg none, alg confusion, another
+room's, none) that must all be refused with 401/403 before any 101 (see soak.py).
+
 Fails when a well-behaved client lost, duplicated or reordered a message or was closed by the
-server, a misbehaving one got an answer the protocol does not allow, /healthz did not answer 200
-within 1 s, the fds or RSS did not return to their baseline, or a daemon logged at err, crashed
-or reported a sanitizer error; in the cluster, also when an instance dropped a message for the
-other one, lost its Redis link or kept a channel subscribed after the run. Run soak.py by hand
-for longer runs and other mixes (--help).
+server, a misbehaving one got an answer the protocol does not allow, a hostile token was
+admitted or refused with the wrong status or reason (or the refusal counters disagree with the
+refusals seen), /healthz did not answer 200 within 1 s, the fds or RSS did not return to their
+baseline, or a daemon logged at err, crashed or reported a sanitizer error; in the cluster, also
+when an instance dropped a message for the other one, lost its Redis link or kept a channel
+subscribed after the run. Run soak.py by hand for longer runs and other mixes (--help).
 """
 
 import os

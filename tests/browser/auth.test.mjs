@@ -12,13 +12,12 @@
 // tests/browser/artifacts/auth-server.log.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, children, exited, freePort, sleep } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer } from './lib.mjs';
 
 const STEP_MS = 10_000;   // default bound for one page action or wait
 
@@ -42,36 +41,13 @@ const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 // to `log` and is also kept in `output.text`, for the checks on its log lines.
 async function startServer(bin, port, configPath, log, output) {
   const url = `http://127.0.0.1:${port}/`;
-  const child = spawn(bin, ['--config', configPath, '--listen', `127.0.0.1:${port}`],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.pipe(log, { end: false });
-    stream.on('data', (d) => { output.text += d.toString(); });
-  }
-  let spawnError = null;
-  child.once('error', (err) => { spawnError = err; });
-  child.once('exit', () => children.delete(child));
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null && !spawnError) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.ok) return child;
-    } catch { /* not listening yet */ }
-    await sleep(100);
-  }
+  const { child, serving, spawnError } = await launch(bin, ['--config', configPath, '--listen', `127.0.0.1:${port}`],
+    url, log, { output });
+  if (serving) return child;
   if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
-  await stopServer(child);
   throw new Error(`${bin} did not serve ${url} within 15 s: ${output.text.trim() || '(no output)'}`);
 }
 
-async function stopServer(child, signal = 'SIGTERM') {
-  child.kill(signal);
-  if (await exited(child, 5000)) return;
-  child.kill('SIGKILL');
-  await exited(child, 5000);
-}
 
 // Waits until the server has logged a line that matches `re`.
 async function waitForLog(output, re, timeout = STEP_MS) {

@@ -9,11 +9,10 @@
 // is bounded. A screenshot is left in tests/browser/artifacts/ together with the server's log.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, children, exited, freePort, sleep } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer } from './lib.mjs';
 
 const STEP_MS = 10_000;        // default bound for one page action or wait
 const RECONNECT_MS = 25_000;   // the page backs off up to 10 s (+ jitter) between attempts
@@ -28,27 +27,11 @@ async function startServer(bin, port, log) {
   const deadline = Date.now() + 15_000;
   const url = `http://127.0.0.1:${port}/`;
   for (;;) {
-    const child = spawn(bin, ['--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    child.stdout.pipe(log, { end: false });
-    child.stderr.pipe(log, { end: false });
-    let spawnError = null;
-    child.once('error', (err) => { spawnError = err; });
-    child.once('exit', () => children.delete(child));
-
-    while (Date.now() < deadline && child.exitCode === null && child.signalCode === null && !spawnError) {
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-        await res.arrayBuffer();
-        if (res.ok) return child;
-      } catch { /* not listening yet */ }
-      await sleep(100);
-    }
+    const { child, serving, spawnError } = await launch(bin, ['--listen', `127.0.0.1:${port}`], url, log, { until: deadline });
+    if (serving) return child;
     if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
-    if (child.exitCode === null && child.signalCode === null) {
-      await stopServer(child);
+    if (child.exitCode === null && child.signalCode === null)
       throw new Error(`${bin} runs but did not serve ${url} within 15 s (see artifacts/server.log)`);
-    }
     if (Date.now() + 250 >= deadline) {
       const how = child.exitCode !== null ? `status ${child.exitCode}` : child.signalCode;
       throw new Error(`${bin} keeps exiting (last: ${how}) instead of serving ${url} (see artifacts/server.log)`);
@@ -57,12 +40,6 @@ async function startServer(bin, port, log) {
   }
 }
 
-async function stopServer(child, signal = 'SIGTERM') {
-  child.kill(signal);
-  if (await exited(child, 5000)) return;
-  child.kill('SIGKILL');
-  await exited(child, 5000);
-}
 
 // --- pages -------------------------------------------------------------------------------
 

@@ -12,14 +12,13 @@
 // Every wait is bounded; the server's log is left in tests/browser/artifacts/deflate-server.log.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, children, exited, freePort, sleep } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, exited, freePort, launch, sleep, stopServer } from './lib.mjs';
 import WebSocket from 'ws';
 
 const STEP_MS = 10_000;   // default bound for one page action or wait
@@ -52,34 +51,12 @@ function withTimeout(promise, ms, what) {
 // the port between freePort() and the bind: the server then exits and the error is in the log.
 async function startServer(bin, port, configPath, log) {
   const url = `http://127.0.0.1:${port}/`;
-  const child = spawn(bin, ['--config', configPath, '--listen', `127.0.0.1:${port}`],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.stdout.pipe(log, { end: false });
-  child.stderr.pipe(log, { end: false });
-  let spawnError = null;
-  child.once('error', (err) => { spawnError = err; });
-  child.once('exit', () => children.delete(child));
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null && !spawnError) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.ok) return child;
-    } catch { /* not listening yet */ }
-    await sleep(100);
-  }
+  const { child, serving, spawnError } = await launch(bin, ['--config', configPath, '--listen', `127.0.0.1:${port}`], url, log);
+  if (serving) return child;
   if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
-  await stopServer(child);
   throw new Error(`${bin} did not serve ${url} within 15 s (see artifacts/deflate-server.log)`);
 }
 
-async function stopServer(child, signal = 'SIGTERM') {
-  child.kill(signal);
-  if (await exited(child, 5000)) return;
-  child.kill('SIGKILL');
-  await exited(child, 5000);
-}
 
 // --- the sniffing proxy ------------------------------------------------------------------
 

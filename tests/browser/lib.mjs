@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the browser tests share: Debian's chromium and its flags, the artifacts folder, a free
 // loopback port, and the wsrelay processes they start (killed when the test process exits).
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +34,37 @@ export function exited(child, ms) {
     const timer = setTimeout(() => resolve(false), ms);
     child.once('exit', () => { clearTimeout(timer); resolve(true); });
   });
+}
+
+// SIGTERM, then SIGKILL if it is still there after 5 s.
+export async function stopServer(child, signal = 'SIGTERM') {
+  child.kill(signal);
+  if (await exited(child, 5000)) return;
+  child.kill('SIGKILL');
+  await exited(child, 5000);
+}
+
+// Starts `bin` with `args`, its output into the stream `log` (and appended to `output.text` when
+// given), and waits until `url` answers 200, the process ends, or 15 s (or `until`) pass.
+// Returns { child, serving, spawnError }; a child still running but not serving is stopped.
+export async function launch(bin, args, url, log, { output = null, until = Date.now() + 15_000 } = {}) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.pipe(log, { end: false });
+    if (output) stream.on('data', (d) => { output.text += d.toString(); });
+  }
+  let spawnError = null;
+  child.once('error', (err) => { spawnError = err; });
+  child.once('exit', () => children.delete(child));
+  while (Date.now() < until && child.exitCode === null && child.signalCode === null && !spawnError) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return { child, serving: true, spawnError };
+    } catch { /* not listening yet */ }
+    await sleep(100);
+  }
+  if (!spawnError && child.exitCode === null && child.signalCode === null) await stopServer(child);
+  return { child, serving: false, spawnError };
 }

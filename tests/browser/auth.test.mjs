@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents } from './lib.mjs';
 
 const STEP_MS = 10_000;   // default bound for one page action or wait
 
@@ -79,14 +79,7 @@ async function openPage(context, url, nick) {
   const page = await context.newPage();
   const sockets = [];
   page.on('websocket', (ws) => sockets.push(ws.url()));
-  page.on('dialog', async (dialog) => {
-    incidents.push(`dialog "${dialog.message()}" on ${page.url()}`);
-    await dialog.dismiss();
-  });
-  page.on('pageerror', (err) => incidents.push(`page error on ${page.url()}: ${err.message}`));
-  page.on('console', (msg) => {
-    if (msg.text().startsWith('CSP violation')) incidents.push(`${msg.text()} on ${page.url()}`);
-  });
+  watchIncidents(page, incidents);
   await page.addInitScript((n) => localStorage.setItem('wsrelay.nick', n), nick);
   await page.goto(url);
   return { page, sockets };
@@ -117,8 +110,11 @@ async function say(page, text) {
 // close (1006) before any open, so the page is "closed", counts down to its next attempt,
 // never said it joined, and keeps the send button disabled.
 async function assertCouldNotConnect(page) {
-  await page.locator('#state[data-state="closed"]').waitFor();
-  assert.match(await page.textContent('#state'), /closed\s+— reconnecting in \d+ s/);
+  // State and text read in one go: the page soon moves on to "connecting…" for its next attempt.
+  await page.waitForFunction(() => {
+    const state = document.querySelector('#state');
+    return state.dataset.state === 'closed' && /closed\s+— reconnecting in \d+ s/.test(state.textContent);
+  }, null, { timeout: STEP_MS, polling: 50 });
   assert.deepEqual(await texts(page, '#messages .note'), [], 'no "Joined room" (or any) note');
   assert.equal(await page.isDisabled('#send'), true);
 }

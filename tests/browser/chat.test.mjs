@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents } from './lib.mjs';
 
 const STEP_MS = 10_000;        // default bound for one page action or wait
 const RECONNECT_MS = 25_000;   // the page backs off up to 10 s (+ jitter) between attempts
@@ -60,14 +60,7 @@ async function newContext(browser, options = {}) {
 
 async function openChat(context, base, room, nick) {
   const page = await context.newPage();
-  page.on('dialog', async (dialog) => {
-    incidents.push(`dialog "${dialog.message()}" on ${page.url()}`);
-    await dialog.dismiss();
-  });
-  page.on('pageerror', (err) => incidents.push(`page error on ${page.url()}: ${err.message}`));
-  page.on('console', (msg) => {
-    if (msg.text().startsWith('CSP violation')) incidents.push(`${msg.text()} on ${page.url()}`);
-  });
+  watchIncidents(page, incidents);
   await page.addInitScript((n) => localStorage.setItem('wsrelay.nick', n), nick);
   await page.goto(`${base}/#/${room}`);
   await page.locator('#state[data-state="open"]').waitFor();

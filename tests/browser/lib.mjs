@@ -68,3 +68,16 @@ export async function launch(bin, args, url, log, { output = null, until = Date.
   if (!spawnError && child.exitCode === null && child.signalCode === null) await stopServer(child);
   return { child, serving: false, spawnError };
 }
+
+// Records on `incidents` what a page must never do: open a dialog (script injection), throw, or
+// break the Content-Security-Policy.
+export function watchIncidents(page, incidents) {
+  page.on('dialog', async (dialog) => {
+    incidents.push(`dialog "${dialog.message()}" on ${page.url()}`);
+    await dialog.dismiss();
+  });
+  page.on('pageerror', (err) => incidents.push(`page error on ${page.url()}: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.text().startsWith('CSP violation')) incidents.push(`${msg.text()} on ${page.url()}`);
+  });
+}

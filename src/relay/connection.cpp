@@ -279,12 +279,17 @@ void Connection::handle_request(const proto::Request& req) {
 // An API request: its body is gathered first (kept in `pending_` across reads, the request parsed
 // again when the rest arrives), then answered. Returns as consume_request() does.
 bool Connection::consume_api_request(std::span<std::byte>& data, const proto::Request& req, size_t header_bytes) {
-    ++server_.stats().http_requests;
     BodyPlan plan = plan_body(server_, req);
     HttpResponse res;
     if (plan.refusal.status != 0) {
         res = std::move(plan.refusal);
     } else if (data.size() - header_bytes < plan.length) {
+        // RFC 9110 §10.1.1: a client that asks waits for "100 Continue" before it sends the body
+        // (curl does, for bodies over 1 KiB). Sent once: when no byte of the body has come yet.
+        if (data.size() == header_bytes && proto::iequals(req.header("Expect"), "100-continue")) {
+            queue_.push_back(Frame::copy_of(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")));
+            server_.mark_dirty(*this);
+        }
         parser_->reset();
         save_pending(data);
         return false;
@@ -292,6 +297,7 @@ bool Connection::consume_api_request(std::span<std::byte>& data, const proto::Re
         res = api_response(server_, req, std::span<const std::byte>(data.subspan(header_bytes, plan.length)));
         header_bytes += plan.length;
     }
+    ++server_.stats().http_requests;
     server_.stats().count_api(res.status);
     WSLOG_EVENT(res.status >= 400 ? util::LogLevel::Info : util::LogLevel::Debug, log_fields(),
                 "conn=%llu peer=%s API %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),

@@ -827,6 +827,27 @@ class ApiTest(ApiCase):
         for c in members:
             self.assertEqual(c.recv_data(timeout=10).data, b"key two")
 
+    def test_expect_100_continue(self):
+        # curl asks for it for bodies over 1 KiB and waits up to a second for it.
+        d = self.start_api()
+        m = self.member(d, "/chat")
+        body = b"x" * 5000
+        c = self.track(wsclient.WSClient(d.host, d.ports["api"], handshake=False))
+        c.send_raw(("POST /api/rooms/chat/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: text/plain\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                    % (API_KEY, len(body))).encode())
+        interim = wsclient.read_http_response(c, timeout=10)
+        self.assertEqual(interim.status, 100, interim)
+        c.send_raw(body)
+        r = wsclient.read_http_response(c, timeout=10)
+        self.assertEqual((r.status, json.loads(r.body)), (202, {"delivered": 1}), r)
+        self.assertEqual(m.recv_data(timeout=10).data, body)
+        # Refused before the body: the final answer comes at once, without 100.
+        c2 = self.track(wsclient.WSClient(d.host, d.ports["api"], handshake=False))
+        c2.send_raw(b"POST /api/rooms/chat/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+        self.assertEqual(wsclient.read_http_response(c2, timeout=10).status, 401)
+
     def test_room_path_mapping(self):
         d = self.start_api()
         ab, a, root = self.member(d, "/a/b"), self.member(d, "/a"), self.member(d, "/")

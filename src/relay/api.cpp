@@ -109,6 +109,12 @@ BodyPlan plan_body(Server& server, const proto::Request& req) {
         return p;
     }
     const std::string_view length = req.header("Content-Length");
+    // Two lengths that differ: which one a proxy in front used is unknowable (RFC 9112 §6.3).
+    for (const proto::Header& h : req.headers)
+        if (proto::iequals(h.name, "Content-Length") && h.value != length) {
+            p.refusal = error(400, "more than one Content-Length", true);
+            return p;
+        }
     if (length.empty()) {
         if (req.method == "POST") p.refusal = error(411, "Content-Length is required");
         return p;
@@ -134,11 +140,11 @@ HttpResponse api_response(Server& server, const proto::Request& req, std::span<c
         return post_message(server, room, req, body);
     }
     if (req.path == kRooms || req.path == std::string(kRooms) + "/") {
-        if (req.method != "GET") return error(405, "use GET to list the rooms", false, "Allow: GET\r\n");
+        if (req.method != "GET" && !req.head) return error(405, "use GET to list the rooms", false, "Allow: GET, HEAD\r\n");
         return list_rooms(server);
     }
     if (const std::string_view room = room_of(req.path, false); !room.empty()) {
-        if (req.method != "GET") return error(405, "use GET to see a room", false, "Allow: GET\r\n");
+        if (req.method != "GET" && !req.head) return error(405, "use GET to see a room", false, "Allow: GET, HEAD\r\n");
         return show_room(server, room);
     }
     return error(404, "no such API endpoint");

@@ -297,6 +297,8 @@ bool Connection::consume_api_request(std::span<std::byte>& data, const proto::Re
         res = api_response(server_, req, std::span<const std::byte>(data.subspan(header_bytes, plan.length)));
         header_bytes += plan.length;
     }
+    // HEAD: the headers a GET would get, without the body (the client reads none).
+    if (req.head) res.bytes.resize(res.bytes.find("\r\n\r\n") + 4);
     ++server_.stats().http_requests;
     server_.stats().count_api(res.status);
     WSLOG_EVENT(res.status >= 400 ? util::LogLevel::Info : util::LogLevel::Debug, log_fields(),

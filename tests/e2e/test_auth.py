@@ -848,6 +848,26 @@ class ApiTest(ApiCase):
                     b"Expect: 100-continue\r\n\r\n")
         self.assertEqual(wsclient.read_http_response(c2, timeout=10).status, 401)
 
+    def test_head_and_conflicting_lengths(self):
+        d = self.start_api()
+        # HEAD: the status and headers of the GET, no body; the connection serves the next request.
+        c = self.track(wsclient.WSClient(d.host, d.ports["api"], handshake=False))
+        auth = "Authorization: Bearer %s\r\n" % API_KEY
+        c.send_raw(("HEAD /api/rooms HTTP/1.1\r\nHost: x\r\n%s\r\nGET /api/rooms HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                    % (auth, auth)).encode())
+        head = wsclient.read_http_response(c, head_request=True, timeout=10)
+        self.assertEqual((head.status, head.body), (200, b""), head)
+        get = wsclient.read_http_response(c, timeout=10)
+        self.assertEqual((get.status, json.loads(get.body)), (200, {"rooms": []}), get)
+        self.assertEqual(head.headers["content-length"], str(len(get.body)))
+        # Two Content-Length headers that differ (request smuggling): 400, and the connection ends.
+        c2 = self.track(wsclient.WSClient(d.host, d.ports["api"], handshake=False))
+        c2.send_raw(("POST /api/rooms/chat/messages HTTP/1.1\r\nHost: x\r\n%sContent-Length: 3\r\n"
+                     "Content-Length: 30\r\n\r\nabc" % auth).encode())
+        r = wsclient.read_http_response(c2, timeout=10)
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(json.loads(r.body), {"error": "more than one Content-Length"})
+
     def test_room_path_mapping(self):
         d = self.start_api()
         ab, a, root = self.member(d, "/a/b"), self.member(d, "/a"), self.member(d, "/")

@@ -97,24 +97,23 @@ public:
         }
     }
 
-    // "close" or "drop".
-    void action(const toml::table& t, std::string_view key, const std::string& path, LimitAction& out) const {
-        std::string text = out == LimitAction::Close ? "close" : "drop";
-        string(t, key, path, text);
-        if (text == "close") out = LimitAction::Close;
-        else if (text == "drop") out = LimitAction::Drop;
-        else fail(t.get(key), path, "expected \"close\" or \"drop\", got \"" + text + "\"");
-    }
-
-    // "open" or "token".
-    void room_auth(const toml::table& t, std::string_view key, const std::string& path, RoomAuth& out) const {
+    // One of two words, each standing for a value of `out`; absent: `out` stays.
+    template <class T>
+    void choice(const toml::table& t, std::string_view key, const std::string& path, T& out,
+                std::pair<std::string_view, T> a, std::pair<std::string_view, T> b) const {
         const toml::node* n = t.get(key);
         if (!n) return;
         std::string text;
         string(t, key, path, text);
-        if (text == "open") out = RoomAuth::Open;
-        else if (text == "token") out = RoomAuth::Token;
-        else fail(n, path, "expected \"open\" or \"token\", got \"" + text + "\"");
+        if (text == a.first) out = a.second;
+        else if (text == b.first) out = b.second;
+        else fail(n, path, "expected \"" + std::string(a.first) + "\" or \"" + std::string(b.first) + "\", got \"" + text + "\"");
+    }
+    void action(const toml::table& t, std::string_view key, const std::string& path, LimitAction& out) const {
+        choice(t, key, path, out, {"close", LimitAction::Close}, {"drop", LimitAction::Drop});
+    }
+    void room_auth(const toml::table& t, std::string_view key, const std::string& path, RoomAuth& out) const {
+        choice(t, key, path, out, {"open", RoomAuth::Open}, {"token", RoomAuth::Token});
     }
 
     void room(const toml::table& t, const std::string& prefix, RoomSettings& out) const {

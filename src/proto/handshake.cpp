@@ -289,7 +289,7 @@ std::string_view status_text(uint16_t status) noexcept {
     }
 }
 
-std::string build_error_response(const HttpError& e, bool head) {
+std::string build_error_response(const HttpError& e, bool head, std::string_view extra_headers) {
     std::string body;
     body.append(std::to_string(e.status)).append(" ").append(status_text(e.status)).append(": ");
     body.append(e.reason).append("\n");
@@ -298,6 +298,7 @@ std::string build_error_response(const HttpError& e, bool head) {
     r.append("HTTP/1.1 ").append(std::to_string(e.status)).append(" ").append(status_text(e.status)).append("\r\n");
     if (e.status == 426) r.append("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
     if (e.status == 405) r.append("Allow: GET, HEAD\r\n");
+    r.append(extra_headers);
     r.append("Content-Type: text/plain; charset=utf-8\r\nContent-Length: ").append(std::to_string(body.size()));
     r.append("\r\nConnection: close\r\n\r\n");
     if (!head) r.append(body);

@@ -95,8 +95,9 @@ std::string build_upgrade_response(std::string_view key, std::string_view protoc
                                    std::string_view extensions = {});
 
 // An error response with a text/plain body naming the reason, "Connection: close", and the headers
-// the status calls for (426: Sec-WebSocket-Version: 13; 405: Allow: GET, HEAD). HEAD gets no body.
-std::string build_error_response(const HttpError& error, bool head = false);
+// the status calls for (426: Sec-WebSocket-Version: 13; 405: Allow: GET, HEAD) plus `extra_headers`
+// (each line ending in CRLF, e.g. a WWW-Authenticate challenge). HEAD gets no body.
+std::string build_error_response(const HttpError& error, bool head = false, std::string_view extra_headers = {});
 
 // The standard reason phrase for the statuses this server sends ("Not Found").
 std::string_view status_text(uint16_t status) noexcept;

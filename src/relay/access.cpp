@@ -7,15 +7,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "relay/http.h"
+
 namespace wsrelay::relay {
 namespace {
-
-int hex_digit(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 // application/x-www-form-urlencoded value: %XX and '+' for space. A malformed escape is kept as
 // written (the token then fails to verify, as it should).
@@ -23,8 +18,8 @@ std::string percent_decode(std::string_view v) {
     std::string out;
     out.reserve(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
-        if (v[i] == '%' && i + 2 < v.size() && hex_digit(v[i + 1]) >= 0 && hex_digit(v[i + 2]) >= 0) {
-            out.push_back(static_cast<char>(hex_digit(v[i + 1]) * 16 + hex_digit(v[i + 2])));
+        if (v[i] == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2])));
             i += 2;
         } else {
             out.push_back(v[i] == '+' ? ' ' : v[i]);
@@ -81,14 +76,15 @@ std::string request_token(const proto::Request& req) {
         if (pair.starts_with("token=")) return percent_decode(pair.substr(6));
         q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
     }
+    return std::string(bearer_credentials(req));
+}
+
+std::string_view bearer_credentials(const proto::Request& req) noexcept {
     const std::string_view authz = req.header("Authorization");
-    // RFC 6750 §2.1: the scheme is case-insensitive, one or more spaces before the token.
-    if (authz.size() > 7 && proto::iequals(authz.substr(0, 7), "Bearer ")) {
-        std::string_view t = authz.substr(7);
-        while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
-        return std::string(t);
-    }
-    return {};
+    if (authz.size() <= 7 || !proto::iequals(authz.substr(0, 7), "Bearer ")) return {};
+    std::string_view t = authz.substr(7);
+    while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+    return t;
 }
 
 Admission admit(const proto::Request& req, std::string_view room, const config::RoomSettings& settings,
@@ -118,18 +114,9 @@ Admission admit(const proto::Request& req, std::string_view room, const config::
 }
 
 std::string refusal_response(const Admission& a) {
-    std::string body;
-    body.append(std::to_string(a.status)).append(" ").append(proto::status_text(a.status)).append(": ");
-    body.append(a.description).append("\n");
-    std::string r;
-    r.reserve(300 + body.size());
-    r.append("HTTP/1.1 ").append(std::to_string(a.status)).append(" ").append(proto::status_text(a.status)).append("\r\n");
-    r.append("WWW-Authenticate: Bearer realm=\"wsrelay\", error=\"").append(a.error);
-    r.append("\", error_description=\"").append(a.description).append("\"\r\n");
-    r.append("Content-Type: text/plain; charset=utf-8\r\nContent-Length: ").append(std::to_string(body.size()));
-    r.append("\r\nConnection: close\r\n\r\n");
-    r.append(body);
-    return r;
+    std::string challenge = "WWW-Authenticate: Bearer realm=\"wsrelay\", error=\"";
+    challenge.append(a.error).append("\", error_description=\"").append(a.description).append("\"\r\n");
+    return proto::build_error_response({a.status, a.description}, false, challenge);
 }
 
 bool api_key_valid(std::string_view presented, const std::vector<std::string>& keys) noexcept {

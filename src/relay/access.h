@@ -41,6 +41,10 @@ struct Admission {
     int64_t expires_s = 0;           // exp + leeway, seconds since the epoch; 0: never
 };
 
+// The credentials of `Authorization: Bearer <credentials>` (RFC 6750 §2.1: the scheme in any case,
+// one or more spaces); empty without that header or with another scheme.
+std::string_view bearer_credentials(const proto::Request& req) noexcept;
+
 // The token of an upgrade request: the `token` query parameter (percent-decoded), else
 // `Authorization: Bearer`. Empty when there is none.
 std::string request_token(const proto::Request& req);

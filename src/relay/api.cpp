@@ -97,8 +97,7 @@ BodyPlan plan_body(Server& server, const proto::Request& req) {
         p.refusal = error(503, "the API is not enabled: [api] key_file is not set", has_body);
         return p;
     }
-    const std::string_view authz = req.header("Authorization");
-    const std::string_view key = authz.size() > 7 && proto::iequals(authz.substr(0, 7), "Bearer ") ? authz.substr(7) : "";
+    const std::string_view key = bearer_credentials(req);
     if (!api_key_valid(key, cred.api_keys)) {
         p.refusal = error(401, key.empty() ? "an API key is required (Authorization: Bearer <key>)" : "wrong API key",
                           has_body, "WWW-Authenticate: Bearer realm=\"wsrelay-api\"\r\n");

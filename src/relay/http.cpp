@@ -49,13 +49,6 @@ HttpResponse error(uint16_t status, std::string_view reason, bool head) {
     return r;
 }
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // Opens `rel` beneath `root` without following any link out of it: openat2(RESOLVE_BENEATH)
 // refuses "..", absolute symlinks and symlinks that lead outside, atomically.
 io::UniqueFd open_beneath(const std::string& root, const std::string& rel) {
@@ -89,6 +82,13 @@ HttpResponse serve_file(const std::string& root, std::string rel, bool head) {
 }
 
 }  // namespace
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 
 HttpResponse not_found(bool head) {
     const std::string body = "404 Not Found\n";

@@ -22,6 +22,9 @@ struct HttpResponse {
     bool close = false;     // the connection must close after this response
 };
 
+// The value of a hexadecimal digit (either case), -1 for any other character.
+int hex_value(char c) noexcept;
+
 // 404 with a short text body.
 HttpResponse not_found(bool head);
 

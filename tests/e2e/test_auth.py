@@ -917,6 +917,9 @@ class ApiTest(ApiCase):
                                      'Bearer realm="wsrelay-api"', r)
         self.assertJson(self.api(d, "GET", "/api/rooms"), 200, {"rooms": []})
         self.assertJson(self.api(d, "GET", "/api/rooms", key=API_KEY_2), 200, {"rooms": []})
+        # The header read as for tokens (RFC 6750 2.1): the scheme in any case, one or more spaces.
+        self.assertJson(self.api(d, "GET", "/api/rooms", key=None,
+                                 headers={"Authorization": "bearer   " + API_KEY}), 200, {"rooms": []})
 
     def test_no_key_file_503(self):
         d = self.start_api(api=False)

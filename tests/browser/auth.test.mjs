@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents, serverUnderTest } from './lib.mjs';
 
 const STEP_MS = 10_000;   // default bound for one page action or wait
 
@@ -122,12 +122,8 @@ async function assertCouldNotConnect(page) {
 // --- the test ----------------------------------------------------------------------------
 
 test('chat page on a private room, with a token in its URL', { timeout: 120_000 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`chromium not installed: ${CHROMIUM} is missing (apt-get install -y chromium)`);
-    return;
-  }
-  const bin = process.env.WSRELAY_BIN;
-  assert.ok(bin, 'set WSRELAY_BIN to the wsrelay binary, e.g. WSRELAY_BIN=build/src/wsrelay');
+  const bin = serverUnderTest(t);
+  if (!bin) return;
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wsrelay-auth-'));
   const secret = crypto.randomBytes(32).toString('base64');

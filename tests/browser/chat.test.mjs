@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents } from './lib.mjs';
+import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, freePort, launch, sleep, stopServer, watchIncidents, serverUnderTest } from './lib.mjs';
 
 const STEP_MS = 10_000;        // default bound for one page action or wait
 const RECONNECT_MS = 25_000;   // the page backs off up to 10 s (+ jitter) between attempts
@@ -98,12 +98,8 @@ async function say(page, text) {
 // --- the test ----------------------------------------------------------------------------
 
 test('chat page in a real browser against wsrelay', { timeout: 180_000 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`chromium not installed: ${CHROMIUM} is missing (apt-get install -y chromium)`);
-    return;
-  }
-  const bin = process.env.WSRELAY_BIN;
-  assert.ok(bin, 'set WSRELAY_BIN to the wsrelay binary, e.g. WSRELAY_BIN=build/src/wsrelay');
+  const bin = serverUnderTest(t);
+  if (!bin) return;
 
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const log = fs.createWriteStream(path.join(ARTIFACTS, 'server.log'));

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the browser tests share: Debian's chromium and its flags, the artifacts folder, a free
 // loopback port, and the wsrelay processes they start (killed when the test process exits).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,4 +82,16 @@ export function watchIncidents(page, incidents) {
   page.on('console', (msg) => {
     if (msg.text().startsWith('CSP violation')) incidents.push(`${msg.text()} on ${page.url()}`);
   });
+}
+
+// The wsrelay binary a browser test drives (WSRELAY_BIN); null, with the test skipped, when
+// Debian's chromium is not installed.
+export function serverUnderTest(t) {
+  if (!fs.existsSync(CHROMIUM)) {
+    t.skip(`chromium not installed: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+    return null;
+  }
+  const bin = process.env.WSRELAY_BIN;
+  assert.ok(bin, 'set WSRELAY_BIN to the wsrelay binary, e.g. WSRELAY_BIN=build/src/wsrelay');
+  return bin;
 }

@@ -847,8 +847,11 @@ class HostileServerTest(ClusterTestCase):
         self.assertEqual([c1.recv_data().text for _ in range(20)], ["h%d" % i for i in range(20)])
         self.wait_metric(d, "wsrelay_cluster_messages_published_total", lambda v: v == 20, "to be 20")
         # The publisher asked for no answers, after the setup and before its first PUBLISH; the
-        # server's error to that and its answers to every PUBLISH were ignored.
-        pub = next(c for c in fake.connections() if any(cmd[0] == b"PUBLISH" for cmd in c))
+        # server's error to that and its answers to every PUBLISH were ignored. The metric counts
+        # what wsrelay wrote; the fake server's thread records it when it has read it.
+        pub = harness.wait_for(lambda: next((c for c in fake.connections()
+                                             if any(cmd[0] == b"PUBLISH" for cmd in c)), None),
+                               10, "the fake redis to read a PUBLISH", until=lambda c: c is not None)
         names = [b" ".join(cmd[:3]) if cmd[0] == b"CLIENT" else cmd[0] for cmd in pub]
         self.assertEqual(names[:2], [b"PING", b"CLIENT REPLY OFF"], names)
         self.assertEqual(set(names[2:]), {b"PUBLISH"}, names)

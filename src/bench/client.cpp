@@ -37,9 +37,10 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-Client::Client(Driver& driver, Role role, const Target& target, std::string room)
+Client::Client(Driver& driver, Role role, uint32_t index, const Target& target, std::string room)
     : driver_(driver),
       role_(role),
+      index_(index),
       target_(target),
       raw_(target.raw),
       decoder_(client_decoder_options()),

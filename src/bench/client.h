@@ -58,8 +58,9 @@ class Client final : public io::Pollable {
 public:
     enum class State : uint8_t { Connecting, TlsHandshake, Upgrading, Open, Closing, Done };
 
-    // `target` (the Driver's options: the URL, or --publisher-url) outlives the client.
-    Client(Driver& driver, Role role, const Target& target, std::string room);
+    // `target` (the Driver's options: the URL, or --publisher-url) outlives the client. `index` is
+    // its place among the clients of its role in the setup order (the Driver's to interpret).
+    Client(Driver& driver, Role role, uint32_t index, const Target& target, std::string room);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -85,6 +86,7 @@ public:
     void flush();
 
     Role role() const noexcept { return role_; }
+    uint32_t index() const noexcept { return index_; }
     State state() const noexcept { return state_; }
     bool opened() const noexcept { return opened_; }
     uint64_t started_ns() const noexcept { return started_ns_; }  // when start() was called
@@ -92,6 +94,9 @@ public:
 
     util::ListHook live_hook_;   // Driver::live_ until Done, then Driver::graveyard_
     util::ListHook dirty_hook_;  // Driver::dirty_: has bytes to write
+    // The Driver's count for this connection: echo, deliveries since its last send; publisher,
+    // its messages not acknowledged yet.
+    uint64_t tally = 0;
 
 private:
     void on_connected();
@@ -109,6 +114,7 @@ private:
 
     Driver& driver_;
     const Role role_;
+    const uint32_t index_;
     const Target& target_;        // where to connect: address, TLS, Host header
     State state_ = State::Connecting;
     bool raw_ = false;

@@ -89,10 +89,14 @@ Results Driver::run() {
     switch (options_.scenario) {
         case Scenario::Echo:
         case Scenario::Idle: setup_target_ = options_.connections; break;
-        case Scenario::Broadcast: setup_target_ = options_.connections + 1; break;  // + the publisher
+        case Scenario::Broadcast:
+            publisher_count_ = std::max(options_.rooms, 1u);
+            publishers_.assign(publisher_count_, nullptr);
+            setup_target_ = options_.connections + publisher_count_;
+            break;
         case Scenario::Connect: setup_target_ = 0; break;
     }
-    if (options_.scenario == Scenario::Idle && options_.server_pid)
+    if ((options_.scenario == Scenario::Idle || options_.scenario == Scenario::Connect) && options_.server_pid)
         results_.server_rss_before = process_rss_bytes(options_.server_pid);
     phase_ = Phase::Setup;
     phase_end_ns_ = options_.setup_timeout_ms * kMs;
@@ -130,7 +134,8 @@ Results Driver::run() {
         }
         if (phase_ == Phase::Warmup || phase_ == Phase::Measure) {
             if (acked_by_subscriber_) check_stall();
-            if (options_.scenario == Scenario::Broadcast && options_.rate) pace_publisher();
+            if (options_.scenario == Scenario::Broadcast && options_.rate) pace_publishers();
+            if (options_.scenario == Scenario::Echo && options_.rate) pace_senders();
             if (options_.scenario == Scenario::Connect) top_up_connectors();
         }
         expire_stuck_clients();
@@ -150,6 +155,9 @@ Results Driver::run() {
         loop_.dispatch();
     }
     results_.connections_open = results_.completed ? results_.connections_open : open_;
+    if (results_.completed && (options_.scenario == Scenario::Idle || options_.scenario == Scenario::Connect) &&
+        options_.server_pid)
+        read_drained_rss();
     return std::move(results_);
 }
 
@@ -157,7 +165,7 @@ uint64_t Driver::next_deadline_ns() const noexcept {
     uint64_t d = phase_end_ns_;
     if (progress_) d = std::min(d, next_progress_ns_);
     if (phase_ == Phase::Warmup || phase_ == Phase::Measure) {
-        if (options_.scenario == Scenario::Broadcast && options_.rate) d = std::min(d, now_ns_ + kMs);
+        if (options_.rate) d = std::min(d, now_ns_ + kMs);
         if (options_.scenario == Scenario::Connect) d = std::min(d, now_ns_ + 100 * kMs);  // stuck handshakes
     }
     if (phase_ == Phase::Drain) d = std::min(d, now_ns_ + 100 * kMs);  // stuck closes
@@ -168,8 +176,8 @@ void Driver::free_finished() noexcept {
     while (Client* c = graveyard_.pop_front()) delete c;
 }
 
-bool Driver::open_client(Role role, std::string room) {
-    auto* c = new Client(*this, role, target_for(role), std::move(room));
+bool Driver::open_client(Role role, uint32_t index, std::string room) {
+    auto* c = new Client(*this, role, index, target_for(role), std::move(room));
     live_.push_back(*c);
     ++connecting_;
     const util::SocketAddress* source = nullptr;
@@ -187,9 +195,17 @@ bool Driver::open_client(Role role, std::string room) {
 
 std::string Driver::room_for(uint32_t index) const {
     const std::string& base = options_.target.path;
-    if (options_.scenario != Scenario::Echo) return base;
-    // Each echo connection has a room of its own below the URL's path: /bench -> /bench/17.
-    return base + (base.ends_with('/') ? "" : "/") + std::to_string(index);
+    if (options_.rooms == 0 && options_.scenario != Scenario::Echo) return base;
+    // Rooms below the URL's path: /bench -> /bench/17. Each echo connection has its own by default.
+    const uint32_t room = options_.rooms ? index % options_.rooms : index;
+    return base + (base.ends_with('/') ? "" : "/") + std::to_string(room);
+}
+
+uint32_t Driver::room_members(uint32_t index) const noexcept {
+    // echo only: connection i is in room i mod N, so the first C mod N rooms have one more.
+    if (options_.rooms == 0) return 1;
+    const uint32_t n = options_.rooms, c = options_.connections;
+    return c / n + (index % n < c % n ? 1 : 0);
 }
 
 const Target& Driver::target_for(Role role) const noexcept {
@@ -207,17 +223,19 @@ void Driver::top_up_setup() {
                           : options_.scenario == Scenario::Broadcast ? Role::Subscriber
                                                                      : Role::Idler;
         const uint32_t index = setup_started_++;
-        open_client(role, room_for(index));
+        open_client(role, index, room_for(index));
     }
-    // The publisher joins last, once every subscriber is in the room (wsrelay joins before it
-    // answers 101), so its first message reaches them all. On another instance (--publisher-url)
-    // its room is its URL's path; the subscribers' instance subscribed to the room's channel when
+    // The publishers join last, once every subscriber is in its room (wsrelay joins before it
+    // answers 101), so a first message reaches them all. On another instance (--publisher-url)
+    // the room is its URL's path; the subscribers' instance subscribed to the room's channel when
     // the first of them joined, long before this.
     if (options_.scenario == Scenario::Broadcast && phase_ == Phase::Setup && open_ == options_.connections &&
         setup_started_ == options_.connections) {
-        ++setup_started_;
-        if (open_client(Role::Publisher, options_.publisher_target ? options_.publisher_target->path : room_for(0)))
-            publisher_ = live_.back();
+        for (uint32_t j = 0; j < publisher_count_ && phase_ == Phase::Setup; ++j) {
+            ++setup_started_;
+            if (open_client(Role::Publisher, j, options_.publisher_target ? options_.publisher_target->path : room_for(j)))
+                publishers_[j] = live_.back();
+        }
     }
     if (phase_ == Phase::Setup && open_ == setup_target_ && setup_started_ == setup_target_) start_traffic();
 }
@@ -228,11 +246,18 @@ void Driver::start_traffic() {
     traffic_start_ns_ = now_ns_;
     switch (options_.scenario) {
         case Scenario::Echo:
+            if (options_.rate) {
+                senders_.assign(options_.connections, nullptr);
+                for (Client& c : live_) senders_[c.index()] = &c;
+                break;
+            }
             for (Client& c : live_)
                 for (uint32_t i = 0; i < options_.depth; ++i) c.send_message();
             break;
         case Scenario::Broadcast:
-            if (!options_.rate) publish(options_.window);
+            if (!options_.rate)
+                for (Client* p : publishers_)
+                    if (p) publish(*p, options_.window);
             break;
         case Scenario::Connect:
         case Scenario::Idle: break;
@@ -249,6 +274,8 @@ void Driver::start_measure() {
     results_.messages = results_.published = results_.publish_skipped = results_.closes = 0;
     own_cpu_start_ = own_cpu();
     if (options_.server_pid) server_cpu_start_ = process_cpu_s(options_.server_pid);
+    if (options_.scenario == Scenario::Connect && options_.server_pid)
+        results_.server_rss_first = process_rss_bytes(options_.server_pid);  // the churn's baseline
     cpu_pids_start_.clear();
     for (const CpuPid& p : options_.cpu_pids) cpu_pids_start_.push_back(process_cpu_s(p.pid));
 }
@@ -321,7 +348,13 @@ void Driver::on_message(Client& c, bool timed, uint64_t sent_ns) {
                 ++results_.messages;
                 if (timed) results_.latency.record(now_ns_ - sent_ns);
             }
-            c.send_message();  // keep `depth` in flight (not in Drain: the client is Closing there)
+            if (options_.rate) break;
+            // Keep `depth` in flight per member (see "Rooms" in driver.h); not in Drain: the client
+            // is Closing there and sends nothing.
+            if (++c.tally >= room_members(c.index())) {
+                c.tally = 0;
+                c.send_message();
+            }
             break;
         case Role::Subscriber:
             ++progress_count_;
@@ -329,14 +362,14 @@ void Driver::on_message(Client& c, bool timed, uint64_t sent_ns) {
                 ++results_.messages;
                 if (timed) results_.latency.record(now_ns_ - sent_ns);
             }
-            if (&c == ack_subscriber_) {
+            if (&c == ack_subscriber_ && publishers_[0]) {
                 last_ack_ns_ = now_ns_;
-                acknowledge();
+                acknowledge(*publishers_[0]);
             }
             break;
         case Role::Publisher:
             // Its own message came back: acknowledged, unless the subscribers are elsewhere.
-            if (!acked_by_subscriber_) acknowledge();
+            if (!acked_by_subscriber_) acknowledge(c);
             break;
         case Role::Connector:
         case Role::Idler: break;
@@ -347,7 +380,8 @@ void Driver::on_done(Client& c, Outcome outcome, std::string_view why) {
     if (c.opened()) --open_;
     else --connecting_;
     graveyard_.push_back(c);
-    if (&c == publisher_) publisher_ = nullptr;
+    if (c.role() == Role::Publisher) publishers_[c.index()] = nullptr;
+    if (c.role() == Role::Echo && !senders_.empty()) senders_[c.index()] = nullptr;
     const bool acker = &c == ack_subscriber_;
     if (acker) ack_subscriber_ = nullptr;
     if (c.role() == Role::Connector) {
@@ -363,45 +397,74 @@ void Driver::on_done(Client& c, Outcome outcome, std::string_view why) {
     if (acker) fail_run("the acknowledging subscriber failed: " + std::string(why));
 }
 
-void Driver::acknowledge() {
-    if (unacked_) --unacked_;
+void Driver::acknowledge(Client& publisher) {
+    if (publisher.tally) --publisher.tally;
     // Window mode refills the window at once (the sends of one loop turn leave in one write).
-    if (!options_.rate && (phase_ == Phase::Warmup || phase_ == Phase::Measure)) publish(options_.window - unacked_);
+    if (!options_.rate && (phase_ == Phase::Warmup || phase_ == Phase::Measure))
+        publish(publisher, options_.window - publisher.tally);
 }
 
 void Driver::check_stall() {
-    if (unacked_ == 0 || now_ns_ - last_ack_ns_ <= kStallNs) return;
+    const uint64_t unacked = publishers_[0] ? publishers_[0]->tally : 0;  // one publisher (no --rooms)
+    if (unacked == 0 || now_ns_ - last_ack_ns_ <= kStallNs) return;
     fail_run("no message for " + std::to_string(kStallNs / 1'000'000'000) + " s at the acknowledging subscriber with " +
-             std::to_string(unacked_) + " unacknowledged: lost between the instances? (see the publisher's instance's "
+             std::to_string(unacked) + " unacknowledged: lost between the instances? (see the publisher's instance's "
              "wsrelay_cluster_messages_dropped_total)");
 }
 
-void Driver::publish(uint64_t count) {
-    if (!publisher_ || publisher_->state() != Client::State::Open) return;
-    if (unacked_ == 0 && count) last_ack_ns_ = now_ns_;  // the stall clock starts now
-    for (uint64_t i = 0; i < count; ++i) publisher_->send_message();
-    unacked_ += count;
+void Driver::publish(Client& publisher, uint64_t count) {
+    if (publisher.state() != Client::State::Open) return;
+    if (publisher.tally == 0 && count) last_ack_ns_ = now_ns_;  // the stall clock starts now
+    for (uint64_t i = 0; i < count; ++i) publisher.send_message();
+    publisher.tally += count;
     if (phase_ == Phase::Measure) results_.published += count;
 }
 
-void Driver::pace_publisher() {
-    // Messages due since traffic started at `rate` per second; those the window cannot take are
-    // skipped (and counted), so a slow server shows up as skips rather than a growing backlog.
-    const uint64_t elapsed = now_ns_ - traffic_start_ns_;
-    const uint64_t due = static_cast<uint64_t>(static_cast<double>(elapsed) * 1e-9 * static_cast<double>(options_.rate));
-    if (due <= rate_sent_) return;
-    const uint64_t want = due - rate_sent_;
-    rate_sent_ = due;
-    const uint64_t room = options_.window > unacked_ ? options_.window - unacked_ : 0;
-    const uint64_t send = std::min(want, room);
-    publish(send);
-    if (phase_ == Phase::Measure) results_.publish_skipped += want - send;
+// Messages due since traffic started at `rate` per second. A --rate run has no feedback loop, so
+// these two only ever look at the clock.
+static uint64_t due_messages(uint64_t elapsed_ns, uint64_t rate) noexcept {
+    return static_cast<uint64_t>(static_cast<double>(elapsed_ns) * 1e-9 * static_cast<double>(rate));
+}
+
+void Driver::pace_publishers() {
+    // The publishers take turns; a message due when its publisher's window is full is skipped (and
+    // counted), so a slow server shows up as skips rather than a growing backlog.
+    const uint64_t due = due_messages(now_ns_ - traffic_start_ns_, options_.rate);
+    for (; rate_sent_ < due; ++rate_sent_) {
+        Client* p = publishers_[rate_next_++ % publishers_.size()];
+        if (p && p->tally < options_.window) publish(*p, 1);
+        else if (phase_ == Phase::Measure) ++results_.publish_skipped;
+    }
+}
+
+void Driver::pace_senders() {
+    // echo --rate: every connection in turn sends one message; one that has finished skips its turn.
+    const uint64_t due = due_messages(now_ns_ - traffic_start_ns_, options_.rate);
+    for (; rate_sent_ < due; ++rate_sent_) {
+        Client* c = senders_[rate_next_++ % senders_.size()];
+        if (c && c->state() == Client::State::Open) {
+            c->send_message();
+            if (phase_ == Phase::Measure) ++results_.published;
+        } else if (phase_ == Phase::Measure) {
+            ++results_.publish_skipped;
+        }
+    }
+}
+
+void Driver::read_drained_rss() {
+    // Every connection is closed; the server frees what they held at the end of its loop turn, and
+    // may hand memory back to the system a little later (wsrelay checks every second): read it
+    // kDrainedRssDelayNs after the end of the run.
+    const timespec pause{static_cast<time_t>(kDrainedRssDelayNs / 1'000'000'000), static_cast<long>(kDrainedRssDelayNs % 1'000'000'000)};
+    ::nanosleep(&pause, nullptr);
+    results_.server_rss_drained = process_rss_bytes(options_.server_pid);
 }
 
 void Driver::top_up_connectors() {
     while (connectors_ < options_.connections && phase_ != Phase::Drain) {
         ++connectors_;
-        open_client(Role::Connector, room_for(0));
+        const uint32_t serial = connect_serial_++;
+        open_client(Role::Connector, serial, room_for(serial));
     }
 }
 

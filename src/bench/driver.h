@@ -12,6 +12,13 @@
 // Loop turn: phase and timer work, then "write before sleep" (one flush per dirty client, so a
 // turn's messages for a connection leave in one write), then epoll_wait until the next deadline.
 //
+// Rooms (--rooms N): connection i is in room PATH/<i mod N>. echo in rooms of k members: every
+// member receives every member's messages, so a member sends its next message after k deliveries
+// (in the rooms' steady state each message it sends comes back as k deliveries spread over the
+// members; with k = 1 this is "one out per echo"): the room keeps k x depth messages in flight.
+// broadcast: a publisher per room, each with its own window, joining after its room's subscribers.
+// echo --rate: no window; messages are sent at the given total rate by the connections in turn.
+//
 // broadcast flow control. The publisher keeps at most --window messages unacknowledged. In one
 // room on one server, a message is acknowledged by the publisher's own copy coming back: the
 // publisher joined the room last, and wsrelay serves members in the order they joined, so its copy
@@ -82,13 +89,15 @@ private:
     static constexpr uint64_t kDrainNs = 2'000'000'000;
     static constexpr uint64_t kMs = 1'000'000;
     static constexpr uint64_t kStallNs = 2'000'000'000;  // --publisher-url: see "flow control" above
+    static constexpr uint64_t kDrainedRssDelayNs = 2'000'000'000;  // idle, connect: see read_drained_rss()
 
     using LiveList = util::IntrusiveList<Client, &Client::live_hook_>;
 
-    bool open_client(Role role, std::string room);
+    bool open_client(Role role, uint32_t index, std::string room);
     std::string room_for(uint32_t index) const;
+    uint32_t room_members(uint32_t index) const noexcept;
     const Target& target_for(Role role) const noexcept;
-    void acknowledge();
+    void acknowledge(Client& publisher);
     void check_stall();
     void top_up_setup();
     void start_traffic();
@@ -96,8 +105,10 @@ private:
     void end_measure();
     void start_drain();
     void fail_run(std::string why);
-    void publish(uint64_t count);
-    void pace_publisher();
+    void publish(Client& publisher, uint64_t count);
+    void pace_publishers();
+    void pace_senders();
+    void read_drained_rss();
     void top_up_connectors();
     void expire_stuck_clients();
     void progress_tick();
@@ -126,17 +137,20 @@ private:
     uint32_t setup_started_ = 0;
     uint32_t connecting_ = 0;     // started, not open yet
     uint32_t open_ = 0;           // open now
-    Client* publisher_ = nullptr;
+    uint32_t publisher_count_ = 0;      // broadcast: one per room
+    std::vector<Client*> publishers_;   // broadcast: by index; null once finished
+    std::vector<Client*> senders_;      // echo --rate: by index; null once finished
     bool rss_primed_ = false;     // idle: the first connection is up and the server's RSS was read
 
     // Traffic.
     uint64_t traffic_start_ns_ = 0;
-    uint64_t unacked_ = 0;          // broadcast: the publisher's messages not yet acknowledged
     const bool acked_by_subscriber_;  // broadcast with --publisher-url (see "flow control" above)
     Client* ack_subscriber_ = nullptr;  // then: the subscriber that opened last; its copies acknowledge
-    uint64_t last_ack_ns_ = 0;        // its last copy, or the publish that made unacked_ nonzero
-    uint64_t rate_sent_ = 0;        // broadcast --rate: sends scheduled so far
+    uint64_t last_ack_ns_ = 0;        // its last copy, or the publish that made the tally nonzero
+    uint64_t rate_sent_ = 0;        // --rate: sends scheduled so far
+    size_t rate_next_ = 0;          // --rate: the publisher or sender whose turn it is
     uint64_t connectors_ = 0;       // connect: connections under way
+    uint32_t connect_serial_ = 0;   // connect: handshakes started (picks the room)
     uint64_t next_expiry_check_ns_ = 0;
 
     // Measurement.

@@ -25,7 +25,8 @@ const char* const kUsage =
     "wss://... or tcp://HOST:PORT (the raw ceiling server, wsrelay-raw-ceiling).\n"
     "\n"
     "Scenarios:\n"
-    "  echo        C connections, each in its own room PATH/<i>, D messages in flight on each\n"
+    "  echo        C connections, each in its own room PATH/<i>, D messages in flight on each;\n"
+    "              deliveries at every member\n"
     "  broadcast   C subscribers and one publisher in room PATH; deliveries at subscribers\n"
     "  connect     handshakes per second, C at once, each closed with a close handshake\n"
     "  idle        C upgraded connections in room PATH, held open (pings answered)\n"
@@ -35,7 +36,11 @@ const char* const kUsage =
     "  -d, --depth D         echo: messages in flight per connection (8)\n"
     "  -s, --size BYTES      message payload size (32); latency needs 8 or more\n"
     "  -w, --window W        broadcast: messages the publisher may have unacknowledged (16)\n"
-    "  -r, --rate R          broadcast: publish R messages/s instead of as fast as possible\n"
+    "  -r, --rate R          broadcast: publish R messages/s instead of as fast as possible;\n"
+    "                        echo: R messages/s in all, each connection in turn, no window\n"
+    "  -R, --rooms N         spread the connections over rooms PATH/0 .. PATH/<N-1>\n"
+    "                        (connection i in room i mod N); broadcast: a publisher per room;\n"
+    "                        connect: each handshake to the next room in turn\n"
     "  -t, --duration T      measured time: 10, 2.5s, 500ms, 1m (10s)\n"
     "      --warmup T        uncounted traffic before it (1s)\n"
     "      --setup-timeout T every connection must be up within this (30s)\n"
@@ -316,6 +321,8 @@ ParseResult parse_options(int argc, char** argv) {
             ok = number(o.size, 0u, 64u << 20);
         } else if (name == "-w" || name == "--window") {
             ok = number(o.window, 1u, 1'000'000u);
+        } else if (name == "-R" || name == "--rooms") {
+            ok = number(o.rooms, 1u, 4'000'000'000u);
         } else if (name == "-r" || name == "--rate") {
             ok = number(o.rate, uint64_t{1}, uint64_t{100'000'000});
         } else if (name == "-t" || name == "--duration") {
@@ -393,6 +400,13 @@ ParseResult parse_options(int argc, char** argv) {
         o.publisher_target = std::move(*p);
     }
     if (o.connections == 0) o.connections = default_connections(o.scenario);
+    if (o.rate && o.scenario != Scenario::Broadcast && o.scenario != Scenario::Echo)
+        return usage_error("--rate is for the broadcast and echo scenarios");
+    // A room with no one in it would measure nothing (connect rooms come and go: any number).
+    if (o.rooms > o.connections && o.scenario != Scenario::Connect)
+        return usage_error("--rooms must not exceed the connections (" + std::to_string(o.connections) + ")");
+    if (o.rooms > 1 && o.publisher_target)
+        return usage_error("--publisher-url names one room: it cannot be combined with --rooms");
     for (const auto& ip : o.source_ips)
         if (ip.family() != o.target.address.family() ||
             (o.publisher_target && ip.family() != o.publisher_target->address.family()))

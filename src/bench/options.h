@@ -17,8 +17,9 @@
 namespace wsrelay::bench {
 
 enum class Scenario : uint8_t {
-    Echo,       // C connections, each in its own room, D messages in flight on each
-    Broadcast,  // N subscribers and one publisher in one room
+    Echo,       // C connections, each in its own room (or spread over --rooms), D messages in flight on
+                // each, or --rate messages/s between them all
+    Broadcast,  // N subscribers and one publisher in one room (or spread over --rooms, a publisher each)
     Connect,    // handshakes per second, each connection closed with a close handshake
     Idle,       // N upgraded connections held open; the server's RSS per connection
 };
@@ -51,10 +52,14 @@ struct Options {
     // acknowledged by the last subscriber's copies rather than by its own echo (see driver.h).
     std::optional<Target> publisher_target;
     uint32_t connections = 0;      // scenario default when 0 (see default_connections())
+    // Rooms the connections are spread over, PATH/0 .. PATH/<rooms-1>, connection i in i % rooms;
+    // 0: the scenario's own layout (echo: a room per connection, PATH/<i>; the others: PATH).
+    uint32_t rooms = 0;
     uint32_t depth = 8;            // echo: messages in flight per connection
     uint32_t size = 32;            // payload bytes per message
     uint32_t window = 16;          // broadcast: unacknowledged messages of the publisher
-    uint64_t rate = 0;             // broadcast: messages/s to publish; 0: as fast as the window allows
+    uint64_t rate = 0;             // broadcast: messages/s to publish; echo: messages/s sent by all the
+                                   // connections in turn; 0: as fast as the window (depth) allows
     uint64_t duration_ms = 10'000; // measured interval
     uint64_t warmup_ms = 1'000;    // traffic that is not counted, before it
     uint64_t setup_timeout_ms = 30'000;  // all connections of the run must be up within this

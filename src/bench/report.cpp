@@ -49,12 +49,19 @@ std::string human_bytes(double b) {
 
 std::string_view transport_name(const Options& o) { return o.target.raw ? "raw" : o.target.tls ? "wss" : "ws"; }
 
-const char* unit_of(Scenario s) {
-    switch (s) {
-        case Scenario::Broadcast: return "deliveries";
-        case Scenario::Connect: return "handshakes";
-        default: return "messages";
-    }
+// echo in shared rooms counts every member's copy: deliveries, as broadcast does.
+bool counts_deliveries(const Options& o) {
+    return o.scenario == Scenario::Broadcast || (o.scenario == Scenario::Echo && o.rooms && o.rooms < o.connections);
+}
+
+const char* unit_of(const Options& o) {
+    if (counts_deliveries(o)) return "deliveries";
+    return o.scenario == Scenario::Connect ? "handshakes" : "messages";
+}
+
+const char* one_of(const Options& o) {
+    if (counts_deliveries(o)) return "delivery";
+    return o.scenario == Scenario::Connect ? "handshake" : "message";
 }
 
 std::string json_string(std::string_view s) {
@@ -100,10 +107,15 @@ std::string format_summary(const Options& o, const Results& r) {
     const char* kind = o.text ? "text" : "binary";
     switch (o.scenario) {
         case Scenario::Echo:
-            appendf(out, "%u connections, %u in flight each, %u-byte %s messages\n", o.connections, o.depth, o.size, kind);
+            appendf(out, "%u connections", o.connections);
+            if (o.rooms) appendf(out, " in %u rooms", o.rooms);
+            if (o.rate) appendf(out, ", %" PRIu64 " msg/s in all", o.rate);
+            else appendf(out, ", %u in flight each", o.depth);
+            appendf(out, ", %u-byte %s messages\n", o.size, kind);
             break;
         case Scenario::Broadcast:
             if (o.publisher_target) appendf(out, "1 publisher on %s", o.publisher_target->url.c_str());
+            else if (o.rooms > 1) appendf(out, "%u rooms, a publisher each", o.rooms);
             else out += "1 publisher";
             appendf(out, " -> %u subscribers, %u-byte %s messages, ", o.connections, o.size, kind);
             if (o.rate) appendf(out, "%" PRIu64 " msg/s (window %u", o.rate, o.window);
@@ -112,8 +124,16 @@ std::string format_summary(const Options& o, const Results& r) {
             if (o.publisher_target) out += o.rate ? ", acknowledged by the last subscriber)\n" : " (acknowledged by the last subscriber)\n";
             else out += o.rate ? ")\n" : "\n";
             break;
-        case Scenario::Connect: appendf(out, "%u handshakes at a time\n", o.connections); break;
-        case Scenario::Idle: appendf(out, "%u idle connections\n", o.connections); break;
+        case Scenario::Connect:
+            appendf(out, "%u handshakes at a time", o.connections);
+            if (o.rooms) appendf(out, ", to %u rooms in turn", o.rooms);
+            out += "\n";
+            break;
+        case Scenario::Idle:
+            appendf(out, "%u idle connections", o.connections);
+            if (o.rooms) appendf(out, " in %u rooms", o.rooms);
+            out += "\n";
+            break;
     }
     if (!r.completed) {
         appendf(out, "  FAILED       %s\n", r.error.c_str());
@@ -123,12 +143,14 @@ std::string format_summary(const Options& o, const Results& r) {
             o.warmup_ms / 1e3, r.connections_open);
     const double per_s = r.measured_s > 0 ? r.messages / r.measured_s : 0;
     if (o.scenario != Scenario::Idle)
-        appendf(out, "  %-12s %s = %s/s\n", unit_of(o.scenario), grouped(r.messages).c_str(),
+        appendf(out, "  %-12s %s = %s/s\n", unit_of(o), grouped(r.messages).c_str(),
                 grouped(static_cast<uint64_t>(per_s + 0.5)).c_str());
-    if (o.scenario == Scenario::Broadcast) {
+    if (o.scenario == Scenario::Broadcast || (o.scenario == Scenario::Echo && o.rate)) {
         appendf(out, "  published    %s = %s/s", grouped(r.published).c_str(),
                 grouped(static_cast<uint64_t>(r.published / r.measured_s + 0.5)).c_str());
-        if (r.publish_skipped) appendf(out, " (%s skipped: window full)", grouped(r.publish_skipped).c_str());
+        if (r.publish_skipped)
+            appendf(out, " (%s skipped: %s)", grouped(r.publish_skipped).c_str(),
+                    o.scenario == Scenario::Broadcast ? "window full" : "connection gone");
         out += "\n";
     }
     if (o.scenario == Scenario::Connect) appendf(out, "  closes       %s clean close handshakes\n", grouped(r.closes).c_str());
@@ -141,8 +163,7 @@ std::string format_summary(const Options& o, const Results& r) {
     if (r.server_cpu_s) {
         appendf(out, "  server CPU   %.2f s = %.0f%% of a core", *r.server_cpu_s, 100 * *r.server_cpu_s / r.measured_s);
         if (r.messages)
-            appendf(out, " = %.3f µs per %s", *r.server_cpu_s * 1e6 / static_cast<double>(r.messages),
-                    o.scenario == Scenario::Broadcast ? "delivery" : o.scenario == Scenario::Connect ? "handshake" : "message");
+            appendf(out, " = %.3f µs per %s", *r.server_cpu_s * 1e6 / static_cast<double>(r.messages), one_of(o));
         appendf(out, " (pid %d)\n", static_cast<int>(o.server_pid));
     }
     for (size_t i = 0; i < o.cpu_pids.size(); ++i) {
@@ -155,8 +176,7 @@ std::string format_summary(const Options& o, const Results& r) {
         const double cpu = *r.cpu_pids_s[i];
         appendf(out, "  %-12s %.2f s = %.0f%% of a core", label.c_str(), cpu, 100 * cpu / r.measured_s);
         if (r.messages)
-            appendf(out, " = %.3f µs per %s", cpu * 1e6 / static_cast<double>(r.messages),
-                    o.scenario == Scenario::Broadcast ? "delivery" : o.scenario == Scenario::Connect ? "handshake" : "message");
+            appendf(out, " = %.3f µs per %s", cpu * 1e6 / static_cast<double>(r.messages), one_of(o));
         if (r.published) appendf(out, ", %.3f µs per published message", cpu * 1e6 / static_cast<double>(r.published));
         appendf(out, " (pid %d)\n", static_cast<int>(p.pid));
     }
@@ -166,6 +186,15 @@ std::string format_summary(const Options& o, const Results& r) {
         if (r.server_rss_before && r.server_rss_first)
             appendf(out, " (%s before the first, %s with it)", human_bytes(static_cast<double>(*r.server_rss_before)).c_str(),
                     human_bytes(static_cast<double>(*r.server_rss_first)).c_str());
+        out += "\n";
+    }
+    if (r.server_rss_drained) {
+        appendf(out, "  server RSS   %s 2 s after every connection had closed", human_bytes(static_cast<double>(*r.server_rss_drained)).c_str());
+        if (r.server_rss_first)
+            appendf(out, " (%+.1f%% of the %s %s)",
+                    100.0 * (static_cast<double>(*r.server_rss_drained) / static_cast<double>(*r.server_rss_first) - 1),
+                    human_bytes(static_cast<double>(*r.server_rss_first)).c_str(),
+                    o.scenario == Scenario::Connect ? "at the start of the measurement" : "with the first connection");
         out += "\n";
     }
     if (r.errors || !r.error.empty())
@@ -192,6 +221,7 @@ std::string format_json(const Options& o, const Results& r) {
     str("url", o.target.url);
     if (o.publisher_target) str("publisher_url", o.publisher_target->url);  // only with --publisher-url
     integer("connections", o.connections);
+    integer("rooms", o.rooms);
     integer("depth", o.depth);
     integer("size", o.size);
     integer("window", o.window);
@@ -244,6 +274,12 @@ std::string format_json(const Options& o, const Results& r) {
     opt("server_rss_first_bytes", bytes(r.server_rss_first), "%.0f");
     opt("server_rss_after_bytes", bytes(r.server_rss_after), "%.0f");
     opt("rss_per_conn_bytes", rss_per_connection(r), "%.1f");
+    opt("server_rss_drained_bytes", bytes(r.server_rss_drained), "%.0f");
+    opt("rss_drained_growth",
+        r.server_rss_drained && r.server_rss_first
+            ? std::optional(static_cast<double>(*r.server_rss_drained) / static_cast<double>(*r.server_rss_first) - 1)
+            : std::nullopt,
+        "%.4f");
     integer("errors", r.errors);
     if (r.error.empty()) out += "\"error\":null";
     else out += "\"error\":" + json_string(r.error);

@@ -133,8 +133,9 @@ def make_cert(workdir):
     return cert, key
 
 
-def check(bench, name, args, pid, want):
-    """Runs one scenario; returns an error string or None."""
+def check(bench, name, args, pid, want, ratio=None):
+    """Runs one scenario; returns an error string or None. `ratio`: (key, over_key, low, high), the
+    figure r[key] / r[over_key] must lie within [low, high]."""
     cmd = [bench] + args + ["--json", "--quiet", "--duration", "1", "--warmup", "0.2",
                             "--setup-timeout", "10", "--server-pid", str(pid)]
     try:
@@ -153,6 +154,11 @@ def check(bench, name, args, pid, want):
     for key in want:
         if not r.get(key):
             return "%s: %s is %r, expected nonzero" % (name, key, r.get(key))
+    if ratio:
+        key, over, low, high = ratio
+        got = r[key] / r[over] if r.get(over) else None
+        if got is None or not low <= got <= high:
+            return "%s: %s / %s is %r, expected %g to %g" % (name, key, over, got, low, high)
     return None
 
 
@@ -185,7 +191,22 @@ def main():
                                             "--cpu-pid", "self=%d" % ws.pid, ws_url], ws.pid, busy + ["cpu_pids"]),
             ("ws connect", ["connect", "-c", "2", ws_url], ws.pid, ["messages", "closes"]),
             ("ws idle", ["idle", "-c", "20", ws_url], ws.pid, ["connections_open", "server_rss_after_bytes"]),
+            # Many small rooms: rooms of 4 members (every message reaches 4), a publisher per room,
+            # a room per idle connection, a new room per handshake.
+            ("ws echo rooms", ["echo", "-c", "12", "--rooms", "3", "-d", "2", "-s", "16", ws_url], ws.pid, busy),
+            ("ws chatter", ["echo", "-c", "12", "--rooms", "3", "-r", "300", "-s", "16", ws_url], ws.pid,
+             busy + ["published"], ("messages", "published", 3.5, 4.5)),
+            ("ws broadcast rooms", ["broadcast", "-c", "9", "--rooms", "3", "-w", "4", "-s", "16", ws_url], ws.pid,
+             busy + ["published"], ("messages", "published", 2.5, 3.5)),
+            ("ws broadcast rooms rate", ["broadcast", "-c", "6", "--rooms", "3", "-r", "300", "-s", "16", ws_url],
+             ws.pid, ["messages", "published"], ("messages", "published", 1.5, 2.5)),
+            ("ws idle rooms", ["idle", "-c", "20", "--rooms", "20", ws_url], ws.pid,
+             ["connections_open", "server_rss_after_bytes", "server_rss_drained_bytes"]),
+            ("ws connect rooms", ["connect", "-c", "2", "--rooms", "1000000", ws_url], ws.pid,
+             ["messages", "closes", "server_rss_drained_bytes"]),
             ("raw echo", ["echo", "-c", "4", "-d", "2", "-s", "16", raw_url], raw.pid, busy),
+            ("raw chatter", ["echo", "-c", "8", "--rooms", "2", "-r", "300", "-s", "16", raw_url], raw.pid,
+             busy + ["published"], ("messages", "published", 3.5, 4.5)),
             ("raw broadcast", ["broadcast", "-c", "8", "-w", "4", "-s", "16", raw_url], raw.pid, busy),
             ("raw idle", ["idle", "-c", "20", raw_url], raw.pid, ["connections_open", "server_rss_after_bytes"]),
         ]
@@ -218,8 +239,8 @@ def main():
             ]
         else:
             print("no openssl command: wss runs skipped")
-        for name, args, pid, want in runs:
-            err = check(a.bench, name, args, pid, want)
+        for name, args, pid, want, *ratio in runs:
+            err = check(a.bench, name, args, pid, want, *ratio)
             if err:
                 failures.append(err)
         for p in procs:

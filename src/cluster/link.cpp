@@ -397,7 +397,7 @@ void RedisLink::on_message(std::string_view channel, std::span<const std::byte> 
         ++server_.stats().cluster_received;
         // A member closed by this delivery may leave the room empty; the room stays allocated
         // until the end of the turn (Hub::collect_empty_rooms()), so `r` stays valid here.
-        r->broadcast(m.op, m.payload, nullptr);
+        server_.hub().broadcast(*r, m.op, m.payload, nullptr);
     }
 }
 

@@ -433,7 +433,7 @@ bool Config::any_tls() const {
     return false;
 }
 
-RoomSettings Config::room_settings(std::string_view path) const {
+const RoomSettings& Config::room_settings(std::string_view path) const {
     const auto it = room_overrides.find(path);
     return it == room_overrides.end() ? rooms : it->second;
 }

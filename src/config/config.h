@@ -161,7 +161,8 @@ struct Config {
     RoomSettings rooms;
     std::map<std::string, RoomSettings, std::less<>> room_overrides;  // by exact path
 
-    RoomSettings room_settings(std::string_view path) const;
+    // The settings of the room at `path`: its [[room]] entry's, else the [rooms] table's.
+    const RoomSettings& room_settings(std::string_view path) const;
     // Whether joining a room with these settings needs a token (its auth, else auth.default).
     bool token_required(const RoomSettings& s) const noexcept {
         return s.auth == RoomAuth::Token || (s.auth == RoomAuth::Default && auth.token_by_default);

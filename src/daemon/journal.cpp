@@ -30,8 +30,8 @@ void journal_sink(util::LogLevel level, const util::LogFields* f, std::string_vi
     iov[n++] = {const_cast<char*>("SYSLOG_IDENTIFIER=wsrelay"), 25};
     if (f) {
         if (f->conn) add(conn, sizeof conn, std::snprintf(conn, sizeof conn, "WSRELAY_CONN=%llu", static_cast<unsigned long long>(f->conn)));
-        if (!f->peer.empty())
-            add(peer, sizeof peer, std::snprintf(peer, sizeof peer, "WSRELAY_PEER=%.*s", static_cast<int>(f->peer.size()), f->peer.data()));
+        if (f->peer.text[0] != '\0')
+            add(peer, sizeof peer, std::snprintf(peer, sizeof peer, "WSRELAY_PEER=%s", f->peer.c_str()));
         if (!f->room.empty())
             add(room, sizeof room, std::snprintf(room, sizeof room, "WSRELAY_ROOM=%.*s", static_cast<int>(f->room.size()), f->room.data()));
         if (!f->user.empty())

@@ -91,13 +91,13 @@ Transport::Transport(UniqueFd fd, SslPtr ssl) noexcept : fd_(std::move(fd)), ssl
 
 Transport::Transport(Transport&& o) noexcept
     : fd_(std::move(o.fd_)),
-      ssl_(std::move(o.ssl_)),
-      retry_len_(o.retry_len_),
       fatal_(o.fatal_),
       read_wants_write_(o.read_wants_write_),
       write_wants_read_(o.write_wants_read_),
-      tls_error_(o.tls_error_),
       eof_without_notify_(o.eof_without_notify_),
+      ssl_(std::move(o.ssl_)),
+      retry_len_(o.retry_len_),
+      tls_error_(o.tls_error_),
       handshake_completed_(o.handshake_completed_),
       socket_drained_(o.socket_drained_),
       read_page_offset_(o.read_page_offset_),

@@ -103,14 +103,15 @@ private:
     IoResult tls_result(int ret, bool reading) noexcept;
     void attach_bio() noexcept;
 
+    // Ordered to pack: every connection holds one.
     UniqueFd fd_;
-    SslPtr ssl_;
-    size_t retry_len_ = 0;  // bytes of a TLS write that returned WANT_*: retried with exactly these
     bool fatal_ = false;  // a TLS call failed for good: no SSL_shutdown afterwards (OpenSSL forbids it)
     bool read_wants_write_ = false;
     bool write_wants_read_ = false;
-    unsigned long tls_error_ = 0;  // first OpenSSL error code of the failure
     bool eof_without_notify_ = false;
+    SslPtr ssl_;
+    size_t retry_len_ = 0;  // bytes of a TLS write that returned WANT_*: retried with exactly these
+    unsigned long tls_error_ = 0;  // first OpenSSL error code of the failure
     bool handshake_completed_ = false;
     // Noted by the socket BIO: the last recv() left the socket empty; the page offsets (mod 4096)
     // of OpenSSL's last read and write buffers, for alias_free_skew().

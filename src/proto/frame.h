@@ -48,10 +48,10 @@ constexpr size_t kMaxControlPayload = 125;   // RFC 6455 §5.5
 enum class Role : uint8_t { Server, Client };
 
 struct DecoderOptions {
-    Role role = Role::Server;
     // Largest message (sum of its fragments' payloads) accepted; more is refused with 1009 as soon
     // as a frame header announces it, before any of it is buffered.
     uint64_t max_message_bytes = 1u << 20;
+    Role role = Role::Server;  // after the 8-byte field: every connection's decoder holds a copy
     // Check text messages for UTF-8 as they stream in (RFC 6455 §8.1) and refuse them with 1007.
     bool validate_utf8 = true;
     // A negotiated extension (permessage-deflate, RFC 7692) gives RSV1 a meaning on the first frame

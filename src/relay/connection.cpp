@@ -59,8 +59,11 @@ Connection::Connection(Server& server, io::UniqueFd fd, io::SslPtr ssl, const so
       transport_(std::move(fd), std::move(ssl)),
       id_(id),
       decoder_(decoder_options(server.config(), false)),
-      parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))),
-      peer_(util::format_socket_address(reinterpret_cast<const sockaddr*>(&peer), peer_len)) {
+      parser_(std::make_unique<proto::RequestParser>(handshake_limits(server.config()))) {
+    const auto* address = reinterpret_cast<const sockaddr*>(&peer);
+    ip = util::ip_key(address);
+    peer_family_ = static_cast<uint8_t>(peer_len >= sizeof(sa_family_t) ? address->sa_family : AF_UNSPEC);
+    peer_port_ = util::port_of(address);
     metrics_ = metrics;
     api_ = api;
 }
@@ -77,7 +80,7 @@ Connection::~Connection() {
 util::LogFields Connection::log_fields() const noexcept {
     util::LogFields f;
     f.conn = id_;
-    f.peer = peer_;
+    f.peer = peer();
     if (room_) f.room = room_->name();
     f.user = user();
     return f;
@@ -142,7 +145,7 @@ void Connection::on_readable() {
                 // A truncated ClientHello, or a client that gave up: the peer's business, logged.
                 ++server_.stats().tls_handshake_failures;
                 WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake failed: connection closed during the handshake",
-                            static_cast<unsigned long long>(id_), peer_.c_str());
+                            static_cast<unsigned long long>(id_), peer().c_str());
                 return retire("connection closed during the TLS handshake");
             }
             if (state_ == State::Open) {
@@ -158,7 +161,7 @@ void Connection::on_readable() {
                 if (!transport_.handshake_done()) {
                     ++server_.stats().tls_handshake_failures;
                     WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake failed: %s", static_cast<unsigned long long>(id_),
-                             peer_.c_str(), tls_error.c_str());
+                             peer().c_str(), tls_error.c_str());
                 }
                 return retire(tls_error);
             }
@@ -241,7 +244,7 @@ bool Connection::consume_request(std::span<std::byte>& data) {
     switch (r.status) {
         case proto::ParseStatus::NeedMore: save_pending(data); return false;
         case proto::ParseStatus::Error:
-            WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s bad request: %d %.*s", static_cast<unsigned long long>(id_), peer_.c_str(),
+            WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s bad request: %d %.*s", static_cast<unsigned long long>(id_), peer().c_str(),
                      r.error.status, static_cast<int>(r.error.reason.size()), r.error.reason.data());
             reject(r.error, false);
             return false;
@@ -270,7 +273,7 @@ void Connection::handle_request(const proto::Request& req) {
         res = respond_http(req, server_.site());
     }
     if (res.status >= 400) server_.stats().count_refusal(res.status);
-    WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
+    WSLOG_EVENT(util::LogLevel::Debug, log_fields(), "conn=%llu peer=%s %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer().c_str(),
               static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.path.size()),
               req.path.data(), res.status);  // the path: a query may hold a token
     respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
@@ -302,7 +305,7 @@ bool Connection::consume_api_request(std::span<std::byte>& data, const proto::Re
     ++server_.stats().http_requests;
     server_.stats().count_api(res.status);
     WSLOG_EVENT(res.status >= 400 ? util::LogLevel::Info : util::LogLevel::Debug, log_fields(),
-                "conn=%llu peer=%s API %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer_.c_str(),
+                "conn=%llu peer=%s API %.*s %.*s -> %d", static_cast<unsigned long long>(id_), peer().c_str(),
                 static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.path.size()), req.path.data(),
                 res.status);
     respond(std::move(res.bytes), req.keep_alive && !res.close && !server_.shutting_down());
@@ -315,7 +318,7 @@ void Connection::upgrade(const proto::Request& req) {
     const config::Config& cfg = server_.config();
     if (!origin_allowed(cfg, req.origin)) {
         WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s origin \"%.*s\" not allowed: 403", static_cast<unsigned long long>(id_),
-                 peer_.c_str(), static_cast<int>(req.origin.size()), req.origin.data());
+                 peer().c_str(), static_cast<int>(req.origin.size()), req.origin.data());
         return reject({403, "origin not allowed"}, false);
     }
     // [auth] decides before a room is made for the request.
@@ -324,7 +327,7 @@ void Connection::upgrade(const proto::Request& req) {
     if (admission.status != 0) {
         server_.stats().count_auth_refusal(admission.status, admission.error == "invalid_request");
         WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%.*s token refused: %.*s: %u",
-                    static_cast<unsigned long long>(id_), peer_.c_str(), static_cast<int>(req.path.size()), req.path.data(),
+                    static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(req.path.size()), req.path.data(),
                     static_cast<int>(admission.description.size()), admission.description.data(), admission.status);
         server_.stats().count_refusal(admission.status);
         return respond(refusal_response(admission), false);
@@ -333,8 +336,8 @@ void Connection::upgrade(const proto::Request& req) {
     if (room.full()) {
         uint64_t suppressed = 0;
         if (server_.warn_allowed(suppressed))
-            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s is full (max_members=%u): 503 (%llu similar suppressed)",
-                        static_cast<unsigned long long>(id_), peer_.c_str(), room.name().c_str(),
+            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%.*s is full (max_members=%u): 503 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(room.name().size()), room.name().data(),
                         room.settings().max_members, static_cast<unsigned long long>(suppressed));
         return reject({503, "room is full"}, false);
     }
@@ -371,8 +374,8 @@ void Connection::upgrade(const proto::Request& req) {
     ++server_.stats().websocket_upgrades;
     server_.set_timer(*this, server_.idle_timers());
     const std::string_view user = this->user();
-    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%s%s%.*s connected, %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
-             room.name().c_str(), user.empty() ? "" : " user=", static_cast<int>(user.size()), user.data(),
+    WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s room=%.*s%s%.*s connected, %zu open", static_cast<unsigned long long>(id_), peer().c_str(),
+             static_cast<int>(room.name().size()), room.name().data(), user.empty() ? "" : " user=", static_cast<int>(user.size()), user.data(),
              server_.open_connections());
 }
 
@@ -445,19 +448,19 @@ void Connection::deliver(proto::Opcode op, std::span<const std::byte> payload) {
             ++server_.stats().messages_dropped_rate_limit;
             if (log)
                 WSLOG_EVENT(util::LogLevel::Warning, log_fields(),
-                            "conn=%llu peer=%s room=%s message_rate (%llu/s) exceeded: message dropped (%llu similar suppressed)",
-                            static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                            "conn=%llu peer=%s room=%.*s message_rate (%llu/s) exceeded: message dropped (%llu similar suppressed)",
+                            static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(room_->name().size()), room_->name().data(),
                             static_cast<unsigned long long>(cfg.message_rate), static_cast<unsigned long long>(suppressed));
             return;
         }
         if (log)
             WSLOG_EVENT(util::LogLevel::Warning, log_fields(),
-                        "conn=%llu peer=%s room=%s message_rate (%llu/s) exceeded: closing 1008 (%llu similar suppressed)",
-                        static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                        "conn=%llu peer=%s room=%.*s message_rate (%llu/s) exceeded: closing 1008 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(room_->name().size()), room_->name().data(),
                         static_cast<unsigned long long>(cfg.message_rate), static_cast<unsigned long long>(suppressed));
         return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "message rate exceeded");
     }
-    room_->broadcast(op, payload, this);
+    server_.hub().broadcast(*room_, op, payload, this);
 }
 
 void Connection::on_control(const proto::DecodeStep& s) {
@@ -553,15 +556,15 @@ void Connection::enqueue_batch(const FramePtr& frame, uint32_t messages, uint64_
         if (cfg.slow_consumer == config::LimitAction::Drop) {
             server_.stats().messages_dropped_slow_consumer += messages;
             if (log)
-                WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): %u message%s dropped (%llu similar suppressed)",
-                            static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+                WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%.*s send queue full (%llu bytes): %u message%s dropped (%llu similar suppressed)",
+                            static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(room_->name().size()), room_->name().data(),
                             static_cast<unsigned long long>(queue_.bytes()), messages, messages == 1 ? "" : "s",
                             static_cast<unsigned long long>(suppressed));
             return;
         }
         if (log)
-            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%s send queue full (%llu bytes): closing 1008 (%llu similar suppressed)",
-                        static_cast<unsigned long long>(id_), peer_.c_str(), room_->name().c_str(),
+            WSLOG_EVENT(util::LogLevel::Warning, log_fields(), "conn=%llu peer=%s room=%.*s send queue full (%llu bytes): closing 1008 (%llu similar suppressed)",
+                        static_cast<unsigned long long>(id_), peer().c_str(), static_cast<int>(room_->name().size()), room_->name().data(),
                         static_cast<unsigned long long>(queue_.bytes()), static_cast<unsigned long long>(suppressed));
         return start_close(proto::to_wire(proto::CloseCode::PolicyViolation), "send queue full");
     }
@@ -669,12 +672,12 @@ void Connection::retire(std::string_view why) {
     if (upgraded_) {
         server_.stats().count_close(close_code_);
         WSLOG_EVENT(util::LogLevel::Info, f, "conn=%llu peer=%s%s%s%s%.*s closed code=%u reason=\"%s\" (%.*s), %zu open",
-                 static_cast<unsigned long long>(id_), peer_.c_str(), room.empty() ? "" : " room=", room.c_str(),
+                 static_cast<unsigned long long>(id_), peer().c_str(), room.empty() ? "" : " room=", room.c_str(),
                  f.user.empty() ? "" : " user=", static_cast<int>(f.user.size()), f.user.data(),
                  close_code_, reason.c_str(), static_cast<int>(why.size()), why.data(),
                  server_.open_connections());
     } else {
-        WSLOG_EVENT(util::LogLevel::Debug, f, "conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer_.c_str(),
+        WSLOG_EVENT(util::LogLevel::Debug, f, "conn=%llu peer=%s closed (%.*s), %zu open", static_cast<unsigned long long>(id_), peer().c_str(),
                   static_cast<int>(why.size()), why.data(), server_.open_connections());
     }
 }
@@ -690,12 +693,12 @@ void Connection::on_handshake_timeout() {
     if (!transport_.handshake_done()) {
         ++server_.stats().tls_handshake_failures;
         WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s TLS handshake not complete within handshake_timeout",
-                    static_cast<unsigned long long>(id_), peer_.c_str());
+                    static_cast<unsigned long long>(id_), peer().c_str());
         return retire("TLS handshake timed out");
     }
     if (pending_.empty()) return retire("idle HTTP connection timed out");
     WSLOG_EVENT(util::LogLevel::Info, log_fields(), "conn=%llu peer=%s request not complete within handshake_timeout: 408", static_cast<unsigned long long>(id_),
-             peer_.c_str());
+             peer().c_str());
     pending_.release();
     reject({408, "request not complete in time"}, false);
 }

@@ -81,7 +81,7 @@ public:
     State state() const noexcept { return state_; }
     uint64_t id() const noexcept { return id_; }
     Room* room() const noexcept { return room_; }
-    const std::string& peer() const noexcept { return peer_; }
+    util::AddressText peer() const noexcept { return util::format_peer(ip, peer_port_, peer_family_); }
     // The user its token named (sub); empty without a token.
     std::string_view user() const noexcept { return identity_ ? std::string_view(identity_->user) : std::string_view(); }
     // auth.expire_connections: the token's exp (+ leeway) passed.
@@ -122,6 +122,11 @@ private:
     io::Transport transport_;
     const uint64_t id_;
     Room* room_ = nullptr;
+    // Token bucket of limits.message_rate: tokens left (scaled by 1000) and when last refilled.
+    uint64_t rate_tokens_milli_ = 0;
+    uint64_t rate_refilled_ms_ = 0;
+    // The small fields together, so that padding does not grow the object: idle connections are
+    // many, and a Connection is most of what one costs (see "Small rooms" in hub.h).
     State state_ = State::Request;
     bool readable_ = true;        // no EAGAIN seen since the last EPOLLIN edge
     bool hangup_ = false;         // the peer hung up (RDHUP/HUP/ERR): read until EOF
@@ -130,20 +135,6 @@ private:
     bool close_received_ = false; // the peer's close frame arrived
     bool discard_input_ = false;  // Closing with nothing left to decode (HTTP, or after an error)
     bool write_shut_ = false;     // shutdown(SHUT_WR) done
-    // Token bucket of limits.message_rate: tokens left (scaled by 1000) and when last refilled.
-    uint64_t rate_tokens_milli_ = 0;
-    uint64_t rate_refilled_ms_ = 0;
-    // permessage-deflate: the agreed window sizes (0: not negotiated), and the state of a compressed
-    // message being received (only while one is).
-    uint8_t deflate_server_bits_ = 0;
-    uint8_t deflate_client_bits_ = 0;
-    struct Inflating {
-        explicit Inflating(int window_bits) : inflater(window_bits) {}
-        proto::Inflater inflater;
-        std::vector<std::byte> out;
-        proto::Utf8Validator utf8;
-    };
-    std::unique_ptr<Inflating> inflating_;
     bool upgraded_ = false;       // the WebSocket handshake succeeded (closes are logged at info)
     bool input_paused_ = false;   // not reading: our queue for this peer is over half its limit
     bool stalled_ = false;        // `pending_` holds input that was not processed yet
@@ -151,13 +142,25 @@ private:
     bool metrics_ = false;        // this connection's listener serves /metrics
     bool api_ = false;            // this connection's listener serves the HTTP API (/api/...)
     bool listen_only_ = false;    // its token says publish: false: its messages are not relayed
+    // permessage-deflate: the agreed window sizes (0: not negotiated); see also inflating_.
+    uint8_t deflate_server_bits_ = 0;
+    uint8_t deflate_client_bits_ = 0;
+    uint8_t peer_family_ = 0;     // AF_INET, AF_INET6 or AF_UNIX: with `ip` and the port, the log's peer=
+    uint16_t peer_port_ = 0;
     uint16_t close_code_ = 0;     // for the log line: the code of the close under way
+    // The state of a compressed message being received (only while one is).
+    struct Inflating {
+        explicit Inflating(int window_bits) : inflater(window_bits) {}
+        proto::Inflater inflater;
+        std::vector<std::byte> out;
+        proto::Utf8Validator utf8;
+    };
+    std::unique_ptr<Inflating> inflating_;
     proto::FrameDecoder decoder_;
     std::unique_ptr<proto::RequestParser> parser_;  // only while in State::Request
     OutboundQueue queue_;
     util::ByteBuffer pending_;    // unconsumed input: a partial request, frame header or control frame
     util::ByteBuffer message_;    // a message being reassembled
-    std::string peer_;
     // What the close log line says; allocated only once a close begins (idle connections are many).
     struct CloseNote {
         std::string reason;

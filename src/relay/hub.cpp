@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/hub.h"
 
+#include <cstring>
+#include <functional>
+#include <new>
+
 namespace wsrelay::relay {
 
 const FramePtr& Outgoing::plain() {
@@ -17,104 +21,114 @@ const FramePtr& Outgoing::deflated(int window_bits) {
     return deflated_[i];
 }
 
-void Room::broadcast(proto::Opcode op, std::span<const std::byte> payload, const Connection* origin) {
-    // A local member's message goes to the other instances too (recorded now, published at the
-    // end of the turn); one from another instance (origin null) came from there.
-    if (origin && hub_.backplane_) hub_.backplane_->publish(name_, op, payload);
-    Outgoing message(hub_, op, payload);
-    const bool batchable = (settings_.echo || !origin) && proto::frame_header_size(payload.size(), false) +
-                                                               payload.size() <= kBatchFrameMax;
-    if (!batchable) {
-        seal();  // what was batched before goes first
-        return send_direct(message, origin);
-    }
-    // Members that compress get their own form now; everyone else gets it in the batch.
-    if (deflate_members_ != 0)
-        for (auto it = members_.begin(); it != members_.end();) {
-            Connection& c = *it;
-            ++it;
-            if (c.takes_compressed()) c.enqueue(message);
+// --- Rooms by name ---------------------------------------------------------------------------------
+
+Room* Hub::create_room(std::string_view name, const config::RoomSettings& settings) {
+    // One allocation: the object, then its name (Room::name() reads it from behind the object).
+    void* memory = ::operator new(sizeof(Room) + name.size());
+    Room* r = new (memory) Room(name, settings);
+    if (!name.empty()) std::memcpy(reinterpret_cast<char*>(r + 1), name.data(), name.size());
+    return r;
+}
+
+void Hub::destroy_room(Room* r) noexcept {
+    r->~Room();
+    ::operator delete(static_cast<void*>(r));
+}
+
+Room** Hub::bucket_of(std::string_view name) noexcept {
+    return &buckets_[std::hash<std::string_view>{}(name) & (buckets_.size() - 1)];
+}
+
+void Hub::rehash(size_t buckets) {
+    std::vector<Room*> old(buckets, nullptr);
+    old.swap(buckets_);
+    for (Room* head : old)
+        while (Room* r = head) {
+            head = r->next_;
+            Room** b = bucket_of(r->name());
+            r->next_ = *b;
+            *b = r;
         }
-    const FramePtr& frame = message.plain();
-    if (batch_bytes_ + frame->size() > kBatchMaxBytes) seal();
-    if (batch_.empty()) hub_.batched_.push_back(*this);
-    batch_.push_back(frame);
-    batch_bytes_ += frame->size();
-    batch_payload_bytes_ += payload.size();
 }
 
-void Room::send_direct(Outgoing& message, const Connection* origin) {
-    // Advance before visiting: enqueue() may make that member leave (slow consumer closed), which
-    // unlinks only that member.
-    for (auto it = members_.begin(); it != members_.end();) {
-        Connection& c = *it;
-        ++it;
-        if (&c == origin && !settings_.echo) continue;
-        c.enqueue(message);
+void Hub::unlink_room(Room* r) noexcept {
+    for (Room** p = bucket_of(r->name()); *p; p = &(*p)->next_)
+        if (*p == r) {
+            *p = r->next_;
+            return;
+        }
+}
+
+Room& Hub::room(std::string_view name, const config::Config& config) {
+    if (!buckets_.empty())
+        for (Room* r = *bucket_of(name); r; r = r->next_)
+            if (r->name() == name) return *r;
+    // Up to two rooms per bucket on average: a short chain costs less than the bucket slots.
+    if (room_total_ + 1 > 2 * buckets_.size()) rehash(std::max(kMinBuckets, 2 * buckets_.size()));
+    Room* r = create_room(name, config.room_settings(name));
+    Room** b = bucket_of(name);
+    r->next_ = *b;
+    *b = r;
+    ++room_total_;
+    return *r;
+}
+
+Room* Hub::find(std::string_view name) noexcept {
+    if (buckets_.empty()) return nullptr;
+    for (Room* r = *bucket_of(name); r; r = r->next_)
+        if (r->name() == name) return r->size() == 0 ? nullptr : r;
+    return nullptr;
+}
+
+void Hub::collect_empty_rooms() {
+    for (Room* r : maybe_empty_) {
+        r->listed_ = false;
+        if (r->size() != 0) continue;  // someone joined again in the same turn
+        if (r->batch_) recycle(r->batch_);  // its members took their shares as they left
+        unlink_room(r);
+        destroy_room(r);
+        --room_total_;
     }
-}
-
-void Room::seal() {
-    if (batch_.empty()) return;
-    batch_hook_.unlink();
-    // One frame as it is; several are joined into one buffer. Taken out of the room first: a
-    // member closed during the walk (slow consumer) leaves, and leaving seals again.
-    FramePtr frame = batch_.size() == 1 ? std::move(batch_.front()) : Frame::join(batch_, batch_bytes_);
-    const auto messages = static_cast<uint32_t>(batch_.size());
-    const uint64_t payload_bytes = batch_payload_bytes_;
-    batch_.clear();
-    // A burst of tiny messages may have grown the vector to thousands of handles: give that back
-    // rather than keep it for every room that once had one. Steady traffic stays below this.
-    if (batch_.capacity() > kKeepBatchCapacity) std::vector<FramePtr>().swap(batch_);
-    batch_bytes_ = 0;
-    batch_payload_bytes_ = 0;
-    for (auto it = members_.begin(); it != members_.end();) {
-        Connection& c = *it;
-        ++it;
-        if (!c.takes_compressed()) c.enqueue_batch(frame, messages, payload_bytes);
+    maybe_empty_.clear();
+    // Give the bucket array back as the rooms go (a spike of 100,000 rooms must not pin 1 MiB).
+    if (buckets_.size() > kMinBuckets && room_total_ < buckets_.size() / 8) {
+        size_t n = buckets_.size();
+        while (n > kMinBuckets && room_total_ < n / 8) n /= 2;
+        rehash(n);
     }
-}
-
-void Hub::seal_batches() {
-    while (Room* r = batched_.pop_front()) r->seal();
-}
-
-FramePtr Hub::compress(proto::Opcode op, std::span<const std::byte> payload, int window_bits) {
-    auto& d = deflaters_[static_cast<size_t>(window_bits - 9)];
-    if (!d) d = std::make_unique<proto::Deflater>(window_bits, deflate_level_);
-    if (!d->compress(payload, compressed_)) return FramePtr();
-    return Frame::encode(op, compressed_, /*rsv1=*/true);
+    // The list itself was sized for the spike too.
+    if (maybe_empty_.capacity() > 1024) std::vector<Room*>().swap(maybe_empty_);
 }
 
 Hub::~Hub() {
     batched_.clear();
-    for (auto& [name, room] : rooms_) room->members_.clear();
+    for (Room* head : buckets_)
+        while (Room* r = head) {
+            head = r->next_;
+            if (r->batch_) delete r->batch_;
+            destroy_room(r);
+        }
 }
 
-Room* Hub::find(std::string_view name) noexcept {
-    const auto it = rooms_.find(name);
-    return it == rooms_.end() || it->second->size() == 0 ? nullptr : it->second.get();
+void Hub::apply(const config::Config& config) {
+    if (deflate_level_ != static_cast<int>(config.deflate_level)) {
+        deflate_level_ = static_cast<int>(config.deflate_level);
+        for (auto& d : deflaters_) d.reset();  // recreated at the new level on next use
+    }
+    // The Config that the rooms point into is being replaced: every room re-points now, before
+    // anything reads its settings again.
+    for (Room* head : buckets_)
+        for (Room* r = head; r; r = r->next_) {
+            seal(*r);  // batched under the old settings
+            r->settings_ = &config.room_settings(r->name());
+        }
 }
 
-size_t Hub::post(std::string_view name, proto::Opcode op, std::span<const std::byte> payload) {
-    if (backplane_) backplane_->publish(name, op, payload);
-    Room* r = find(name);
-    if (!r) return 0;
-    const size_t members = r->size();
-    r->broadcast(op, payload, nullptr);  // no member sent it: every member gets it
-    return members;
-}
-
-Room& Hub::room(std::string_view name, const config::Config& config) {
-    if (const auto it = rooms_.find(name); it != rooms_.end()) return *it->second;
-    auto r = std::make_unique<Room>(*this, std::string(name), config.room_settings(name));
-    Room& ref = *r;
-    rooms_.emplace(std::string_view(ref.name()), std::move(r));
-    return ref;
-}
+// --- Membership ------------------------------------------------------------------------------------
 
 void Hub::join(Room& room, Connection& c) {
-    room.seal();  // messages batched before it joined are not for it
+    seal(room);  // messages batched before it joined are not for it
     room.members_.push_back(c);
     if (c.takes_compressed()) ++room.deflate_members_;
     if (room.size_++ == 0) {
@@ -133,7 +147,10 @@ void Hub::leave(Room& room, Connection& c) {
     --members_;
     if (--room.size_ == 0) {
         --nonempty_rooms_;
-        maybe_empty_.push_back(room.name());
+        if (!room.listed_) {
+            room.listed_ = true;
+            maybe_empty_.push_back(&room);
+        }
         if (backplane_) backplane_->room_inactive(room.name());
     }
     // The messages batched this turn while it was a member are for it too: it takes its share now,
@@ -141,28 +158,116 @@ void Hub::leave(Room& room, Connection& c) {
     // Not a seal: a seal would hand the batch to every member here, and one of them closing in
     // turn (queue full) would leave the room while a walk over the members (a broadcast's
     // compressed pass, a seal) may hold an iterator to it. Leaving only ever unlinks the leaver.
-    if (room.batch_.empty() || c.takes_compressed()) return;
-    const FramePtr share = room.batch_.size() == 1 ? room.batch_.front() : Frame::join(room.batch_, room.batch_bytes_);
-    c.enqueue_batch(share, static_cast<uint32_t>(room.batch_.size()), room.batch_payload_bytes_);
+    const Batch* b = room.batch_;
+    if (!b || c.takes_compressed()) return;
+    const FramePtr share = b->frames.size() == 1 ? b->frames.front() : Frame::join(b->frames, b->bytes);
+    c.enqueue_batch(share, static_cast<uint32_t>(b->frames.size()), b->payload_bytes);
 }
 
-void Hub::collect_empty_rooms() {
-    for (const std::string& name : maybe_empty_) {
-        const auto it = rooms_.find(name);
-        if (it != rooms_.end() && it->second->size() == 0) rooms_.erase(it);
+// --- Broadcast -------------------------------------------------------------------------------------
+
+void Hub::broadcast(Room& room, proto::Opcode op, std::span<const std::byte> payload, const Connection* origin) {
+    // A local member's message goes to the other instances too (recorded now, published at the
+    // end of the turn); one from another instance (origin null) came from there.
+    if (origin && backplane_) backplane_->publish(room.name(), op, payload);
+    Outgoing message(*this, op, payload);
+    const bool batchable = (room.settings_->echo || !origin) &&
+                           proto::frame_header_size(payload.size(), false) + payload.size() <= kBatchFrameMax;
+    if (!batchable) {
+        seal(room);  // what was batched before goes first
+        return send_direct(room, message, origin);
     }
-    maybe_empty_.clear();
+    // Members that compress get their own form now; everyone else gets it in the batch.
+    if (room.deflate_members_ != 0)
+        for (auto it = room.members_.begin(); it != room.members_.end();) {
+            Connection& c = *it;
+            ++it;
+            if (c.takes_compressed()) c.enqueue(message);
+        }
+    const FramePtr& frame = message.plain();
+    if (room.batch_ && room.batch_->bytes + frame->size() > kBatchMaxBytes) seal(room);
+    Batch& b = batch_of(room);
+    b.frames.push_back(frame);
+    b.bytes += frame->size();
+    b.payload_bytes += payload.size();
 }
 
-void Hub::apply(const config::Config& config) {
-    if (deflate_level_ != static_cast<int>(config.deflate_level)) {
-        deflate_level_ = static_cast<int>(config.deflate_level);
-        for (auto& d : deflaters_) d.reset();  // recreated at the new level on next use
+void Hub::send_direct(Room& room, Outgoing& message, const Connection* origin) {
+    // Advance before visiting: enqueue() may make that member leave (slow consumer closed), which
+    // unlinks only that member.
+    for (auto it = room.members_.begin(); it != room.members_.end();) {
+        Connection& c = *it;
+        ++it;
+        if (&c == origin && !room.settings_->echo) continue;
+        c.enqueue(message);
     }
-    for (auto& [name, room] : rooms_) {
-        room->seal();  // batched under the old settings
-        room->settings_ = config.room_settings(name);
+}
+
+Batch& Hub::batch_of(Room& room) {
+    if (room.batch_) return *room.batch_;
+    Batch* b;
+    if (spare_batches_.empty()) {
+        b = new Batch;
+    } else {
+        b = spare_batches_.back().release();
+        spare_batches_.pop_back();
     }
+    b->room = &room;
+    room.batch_ = b;
+    batched_.push_back(*b);
+    return *b;
+}
+
+void Hub::recycle(Batch* b) noexcept {
+    b->hook_.unlink();
+    b->room = nullptr;
+    b->frames.clear();
+    b->bytes = 0;
+    b->payload_bytes = 0;
+    // A burst of tiny messages may have grown the vector to thousands of handles: give that back
+    // rather than keep it. Steady traffic stays below this.
+    if (b->frames.capacity() > kKeepBatchCapacity || spare_batches_.size() >= kMaxSpareBatches) {
+        delete b;
+        return;
+    }
+    spare_batches_.emplace_back(b);
+}
+
+void Hub::seal(Room& room) {
+    Batch* b = room.batch_;
+    if (!b) return;
+    // One frame as it is; several are joined into one buffer. Taken out of the room first: a
+    // member closed during the walk (slow consumer) leaves, and leaving must find no batch.
+    room.batch_ = nullptr;
+    FramePtr frame = b->frames.size() == 1 ? std::move(b->frames.front()) : Frame::join(b->frames, b->bytes);
+    const auto messages = static_cast<uint32_t>(b->frames.size());
+    const uint64_t payload_bytes = b->payload_bytes;
+    recycle(b);
+    for (auto it = room.members_.begin(); it != room.members_.end();) {
+        Connection& c = *it;
+        ++it;
+        if (!c.takes_compressed()) c.enqueue_batch(frame, messages, payload_bytes);
+    }
+}
+
+void Hub::seal_batches() {
+    while (Batch* b = batched_.front()) seal(*b->room);
+}
+
+FramePtr Hub::compress(proto::Opcode op, std::span<const std::byte> payload, int window_bits) {
+    auto& d = deflaters_[static_cast<size_t>(window_bits - 9)];
+    if (!d) d = std::make_unique<proto::Deflater>(window_bits, deflate_level_);
+    if (!d->compress(payload, compressed_)) return FramePtr();
+    return Frame::encode(op, compressed_, /*rsv1=*/true);
+}
+
+size_t Hub::post(std::string_view name, proto::Opcode op, std::span<const std::byte> payload) {
+    if (backplane_) backplane_->publish(name, op, payload);
+    Room* r = find(name);
+    if (!r) return 0;
+    const size_t members = r->size();
+    broadcast(*r, op, payload, nullptr);  // no member sent it: every member gets it
+    return members;
 }
 
 }  // namespace wsrelay::relay

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "relay/server.h"
 
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/timerfd.h>
@@ -134,8 +135,13 @@ void Server::on_accept(io::UniqueFd fd, const sockaddr_storage& peer, socklen_t 
         return;
     }
     connections_.push_back(*c);
-    ++open_count_;
-    c->ip = ip;
+    if (++open_count_ > open_peak_) {
+        open_peak_ = open_count_;
+        if (open_peak_ >= kReleaseMinDrop && !release_check_added_) {
+            release_check_added_ = true;
+            add_periodic(kReleaseCheckMs, [this] { release_memory(); });
+        }
+    }
     ++per_ip_[ip];
     set_timer(*c, handshake_timers_);
     WSLOG_DEBUG("conn=%llu peer=%s accepted, %zu open", static_cast<unsigned long long>(c->id()), c->peer().c_str(),
@@ -246,6 +252,18 @@ void Server::expire_tokens() {
         // A reload that turned expire_connections off spares the members already watched.
         if (config_.auth.expire_connections) c->on_token_expired();
     }
+}
+
+void Server::release_memory() {
+    // glibc keeps what a crowd of connections and rooms freed: small chunks sit unmerged in its
+    // fast bins, and free pages between live chunks stay mapped, so the RSS of a spike would stay
+    // for good. malloc_trim() merges them and returns every whole free page. It walks the heap
+    // (a few milliseconds for a large one), so only after the open connections fell to half
+    // their peak, by at least kReleaseMinDrop: a steady or growing server never pays for it.
+    if (open_peak_ - open_count_ < kReleaseMinDrop || open_count_ > open_peak_ / 2) return;
+    WSLOG_DEBUG("%zu connections open (%zu at the peak): returning freed memory to the system", open_count_, open_peak_);
+    ::malloc_trim(0);
+    open_peak_ = open_count_;
 }
 
 void Server::add_periodic(uint64_t interval_ms, std::function<void()> fn) {

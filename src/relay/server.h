@@ -121,6 +121,7 @@ private:
     uint64_t next_deadline() const noexcept;
     void free_retired() noexcept;
     void expire_tokens();
+    void release_memory();
 
     io::EventLoop& loop_;
     config::Config config_;
@@ -157,6 +158,12 @@ private:
     uint64_t shutdown_deadline_ = 0;
     uint64_t next_id_ = 1;
     size_t open_count_ = 0;
+    // Memory back to the system after a crowd has gone (release_memory()): the most connections
+    // open since the last release, and whether the check runs (added once the server got busy).
+    size_t open_peak_ = 0;
+    bool release_check_added_ = false;
+    static constexpr size_t kReleaseMinDrop = 1000;  // connections: about half a megabyte
+    static constexpr uint64_t kReleaseCheckMs = 1000;
     // Open connections per client IP, for max_connections_per_ip. An entry exists only while
     // that IP has a connection.
     std::unordered_map<util::IpKey, uint32_t, util::IpKeyHash> per_ip_;

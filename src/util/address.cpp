@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 
 namespace wsrelay::util {
@@ -94,6 +95,34 @@ bool address_covers(const SocketAddress& configured, const SocketAddress& actual
     if (c.port != a.port) return false;
     if (c.wildcard && a.wildcard) return true;
     return c.v6 == a.v6 && std::memcmp(c.host, a.host, c.v6 ? 16 : 4) == 0;
+}
+
+AddressText format_peer(const IpKey& ip, uint16_t port, int family) noexcept {
+    AddressText out;
+    if (family == AF_UNIX) {
+        std::snprintf(out.text, sizeof out.text, "unix");
+        return out;
+    }
+    if (family != AF_INET && family != AF_INET6) {
+        std::snprintf(out.text, sizeof out.text, "?");
+        return out;
+    }
+    char host[INET6_ADDRSTRLEN] = "?";
+    const in6_addr* a6 = reinterpret_cast<const in6_addr*>(ip.bytes.data());
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {  // what ip_key() made of an IPv4 address, or an IPv4-mapped one
+        inet_ntop(AF_INET, ip.bytes.data() + 12, host, sizeof host);
+        std::snprintf(out.text, sizeof out.text, "%s:%u", host, static_cast<unsigned>(port));
+    } else {
+        inet_ntop(AF_INET6, a6, host, sizeof host);
+        std::snprintf(out.text, sizeof out.text, "[%s]:%u", host, static_cast<unsigned>(port));
+    }
+    return out;
+}
+
+uint16_t port_of(const sockaddr* addr) noexcept {
+    if (addr->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
+    if (addr->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
+    return 0;
 }
 
 std::string format_socket_address(const sockaddr* addr, socklen_t length) {

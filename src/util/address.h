@@ -37,6 +37,16 @@ struct IpKeyHash {
 };
 IpKey ip_key(const sockaddr* addr) noexcept;
 
+// A peer's address as log text, formatted when a line is written rather than kept per
+// connection: "1.2.3.4:80", "[::1]:80" (IPv4-mapped IPv6 shown as IPv4), "unix", or "?".
+struct AddressText {
+    char text[64] = "";  // empty: no address
+    const char* c_str() const noexcept { return text; }
+};
+// From what a connection keeps: its IpKey, port and address family (AF_INET, AF_INET6, AF_UNIX).
+AddressText format_peer(const IpKey& ip, uint16_t port, int family) noexcept;
+uint16_t port_of(const sockaddr* addr) noexcept;  // 0 for a non-IP address
+
 // "1.2.3.4:80" or "[::1]:80"; IPv4-mapped IPv6 addresses are shown as IPv4.
 std::string format_socket_address(const sockaddr* addr, socklen_t length);
 inline std::string format_socket_address(const SocketAddress& a) { return format_socket_address(a.get(), a.length); }

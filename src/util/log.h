@@ -3,6 +3,8 @@
 // Check the level before formatting: log() is printf-like and cheap when the level is filtered.
 #pragma once
 
+#include "util/address.h"
+
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -25,7 +27,7 @@ void log_write(LogLevel level, const char* fmt, ...) noexcept __attribute__((for
 // `journalctl -u wsrelay WSRELAY_ROOM=/lobby` works; on plain stderr the message text carries them.
 struct LogFields {
     uint64_t conn = 0;           // 0: none
-    std::string_view peer;
+    AddressText peer;            // empty: none
     std::string_view room;
     std::string_view user;       // the token's sub; empty: none
     int close_code = -1;         // -1: none

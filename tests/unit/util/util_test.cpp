@@ -76,11 +76,21 @@ TEST_CASE("socket addresses parse and format") {
         REQUIRE(a);
         CHECK(format_socket_address(*a) == shown);
     }
+    for (const auto& [text, shown] : good) {
+        // What a connection keeps instead of its text (IpKey, port, family) gives the same text.
+        INFO("kept: " << text);
+        const auto a = parse_socket_address(text);
+        REQUIRE(a);
+        CHECK(std::string(format_peer(ip_key(a->get()), port_of(a->get()), a->family()).c_str()) == shown);
+    }
     for (const char* bad : {"", "8080", "localhost:80", "1.2.3.4", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:-1",
                             "::1:80", "[::1]80", "[::1]:", "[1.2.3.4]:80", "1.2.3.4:80x", "[::1:80"}) {
         INFO(bad);
         CHECK_FALSE(parse_socket_address(bad));
     }
+    CHECK(std::string(format_peer(IpKey{}, 0, AF_UNIX).c_str()) == "unix");
+    CHECK(std::string(format_peer(IpKey{}, 0, AF_UNSPEC).c_str()) == "?");
+    CHECK(std::string(AddressText{}.c_str()).empty());  // a log line without a peer
 }
 
 TEST_CASE("rate limit passes a burst per interval and counts the rest") {

@@ -12,7 +12,11 @@
 #   RUNS [3]  DURATION [5] (seconds measured)  WARMUP [1]  WINDOW [32] (broadcast)
 #   RATE [100] (messages/s of the fixed-rate broadcast, whose latency compares servers at one load)
 #   SUBSCRIBERS [1000]  IDLE [10000] (idle connections)  SERVER_CPU [0]  BENCH_CPU [1]
-#   ONLY ["": all; else a space-separated subset of echo32 echo1k broadcast broadcast_rate idle]
+#   Many small rooms: ROOMS [1000] rooms of MEMBERS [10] chatting at CHATTER_RATE [10000] msg/s in
+#     all (each member once a second), beside one big room of ROOMS x MEMBERS subscribers at
+#     CHATTER_RATE / ROOMS msg/s: the same connections and deliveries per second
+#   ONLY ["": all; else a space-separated subset of echo32 echo1k broadcast broadcast_rate idle
+#     idle_rooms chatter broadcast_big connect churn]
 #   NO_TLS [unset: the wss rows need the openssl command]  KEEP [unset: delete the results dir]
 #   PEER_WS, PEER_WSS [unset]: command lines of another WebSocket server to measure side by side,
 #     with {port} (and {cert} {key} for wss) filled in; it must listen on 127.0.0.1:{port}, join
@@ -21,8 +25,9 @@
 #     no such server: build your own (the README's Performance section says how ours was made).
 # Output: the detailed per-scenario figures, then the README table (Markdown), on stdout; the
 # JSON line of every run stays in the results directory named at the end when KEEP is set.
-# Bounded: 42 runs (70 with a peer server) of DURATION + WARMUP + setup (+ drain, at most 2 s), about 6 minutes with the
-# defaults; each run is also cut off by `timeout`.
+# Bounded: 69 runs (106 with a peer server) of DURATION + WARMUP + setup (+ drain, at most 2 s,
+# + 2 s for the RSS after it in idle and connect runs), about 12 minutes with the defaults; each run
+# is also cut off by `timeout`.
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -31,10 +36,13 @@ WINDOW=${WINDOW:-32}
 RATE=${RATE:-100}
 SUBSCRIBERS=${SUBSCRIBERS:-1000}
 IDLE=${IDLE:-10000}
+ROOMS=${ROOMS:-1000}
+MEMBERS=${MEMBERS:-10}
+CHATTER_RATE=${CHATTER_RATE:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 ONLY=${ONLY:-}
-RUN_TIMEOUT=$((DURATION + WARMUP + 90))  # setup (up to 60 s for 10k TLS handshakes) + drain
+RUN_TIMEOUT=$((DURATION + WARMUP + 90))  # setup (up to 60 s for 10k TLS handshakes) + drain + RSS
 
 wsrelay=$build/src/wsrelay
 bench=$build/src/bench/wsrelay-bench
@@ -54,7 +62,9 @@ peer_kinds=""
 [[ -n $PEER_WSS && $tls = 1 ]] && peer_kinds+=" peerwss"
 
 # Both processes hold IDLE sockets plus a few: raise the descriptor limit as far as allowed.
-raise_fd_limit $((IDLE + SUBSCRIBERS + 256))
+chatters=$((ROOMS * MEMBERS))
+most=$((IDLE > chatters ? IDLE : chatters))
+raise_fd_limit $((most + SUBSCRIBERS + 256))
 
 work=$(mktemp -d /tmp/wsrelay-perf.XXXXXX)
 server_pid=
@@ -159,9 +169,17 @@ scenario echo1k "raw ws wss peer peerwss" echo -c 100 -d 8 -s 1024 -t "$DURATION
 scenario broadcast "raw ws wss peer peerwss" broadcast -c "$SUBSCRIBERS" -w "$WINDOW" -s 32 -t "$DURATION"
 scenario broadcast_rate "raw ws wss peer peerwss" broadcast -c "$SUBSCRIBERS" -r "$RATE" -w 1000 -s 32 -t "$DURATION"
 scenario idle "raw ws peer" idle -c "$IDLE" -t 2 --setup-timeout 60
+# Many small rooms: a room per connection; rooms of MEMBERS chatting, beside one big room with the
+# same connections and deliveries per second; connections that come and go, in one room and each in
+# a room of its own (created on the join, freed on the leave).
+scenario idle_rooms "raw ws peer" idle -c "$IDLE" --rooms "$IDLE" -t 2 --setup-timeout 60
+scenario chatter "raw ws peer" echo -c "$chatters" --rooms "$ROOMS" -r "$CHATTER_RATE" -s 32 -t "$DURATION" --setup-timeout 60
+scenario broadcast_big "raw ws peer" broadcast -c "$chatters" -r $((CHATTER_RATE / ROOMS)) -w 1000 -s 32 -t "$DURATION" --setup-timeout 60
+scenario connect "ws peer" connect -c 16 -t "$DURATION"
+scenario churn "ws peer" connect -c 16 --rooms 1000000000 -t "$DURATION"
 echo "suite took $(( $(date +%s) - start )) s" >&2
 
 /usr/bin/python3 "$here/suite_table.py" "$work" --peer-name "$PEER_NAME" \
     --machine "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, Linux $(uname -r)" \
-    --params "server on CPU $SERVER_CPU, wsrelay-bench on CPU $BENCH_CPU (taskset); median of $RUNS runs; ${DURATION} s measured after ${WARMUP} s warm-up; broadcast window $WINDOW; fixed-rate broadcast $RATE msg/s"
+    --params "server on CPU $SERVER_CPU, wsrelay-bench on CPU $BENCH_CPU (taskset); median of $RUNS runs; ${DURATION} s measured after ${WARMUP} s warm-up; broadcast window $WINDOW; fixed-rate broadcast $RATE msg/s; chatter $ROOMS rooms x $MEMBERS members at $CHATTER_RATE msg/s in all"
 if [[ -n ${KEEP:-} ]]; then echo "results kept in $work" >&2; fi

@@ -5,6 +5,8 @@ fragmented input, binary messages."""
 import hashlib
 import os
 import random
+import re
+import resource
 import signal
 import struct
 import threading
@@ -340,6 +342,42 @@ class RelayTest(harness.DaemonTestCase):
             a.send_text("m%d" % i)
         for i in range(20):
             self.assertEqual(a.recv_data().text, "m%d" % i)
+        self.assertTrue(d.alive())
+
+    def test_a_room_per_connection_and_the_memory_back_after_the_crowd(self):
+        """1100 connections, each in a room of its own, all relaying; once they are gone the
+        server says it returned their memory to the system (see Server::release_memory)."""
+        n = 1100
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < n + 64:
+            self.skipTest("RLIMIT_NOFILE hard limit %d is below %d" % (hard, n + 64))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n + 64), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        d = self.start({"server": {"log_level": "debug"},
+                        "limits": {"max_connections": 5000, "max_connections_per_ip": 0, "message_rate": 0}})
+        clients = []
+        try:
+            for i in range(n):
+                clients.append(d.client("/user/%d" % i))
+            harness.wait_for(lambda: ("connected, %d open" % n) in d.stderr(), 30, "all %d connected" % n)
+            # Every room relays to its own member only.
+            for i in (0, 1, n // 2, n - 1):
+                clients[i].send_text("to room %d" % i)
+            for i in (0, 1, n // 2, n - 1):
+                m = clients[i].recv_message()
+                self.assertEqual((m.opcode, m.text), (OP_TEXT, "to room %d" % i))
+            for i in (2, n - 2):
+                with self.assertRaises(wsclient.Timeout, msg="room %d heard another room" % i):
+                    clients[i].recv_message(timeout=0.2)
+        finally:
+            for c in clients:
+                c.abort()
+        line = harness.wait_for(
+            lambda: [l for l in d.stderr().splitlines() if "returning freed memory to the system" in l], 15,
+            "the release of the memory after %d connections closed" % n)
+        self.assertRegex(line[-1], r"\b\d+ connections open \(\d+ at the peak\)")
+        peak = int(re.search(r"\((\d+) at the peak\)", line[-1]).group(1))
+        self.assertGreaterEqual(peak, n)
         self.assertTrue(d.alive())
 
 

@@ -312,13 +312,15 @@ class WSClient:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise Timeout("timed out waiting for data")
-        # An SSL socket may hold decrypted bytes select() does not see.
+        # An SSL socket may hold decrypted bytes poll() does not see. (poll, not select: a test
+        # may hold more than FD_SETSIZE sockets.)
         if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-            r, _, _ = select.select([self.sock], [], [], remaining)
-            if not r:
+            p = select.poll()
+            p.register(self.sock, select.POLLIN)
+            if not p.poll(max(1, int(remaining * 1000 + 0.999))):
                 raise Timeout("timed out waiting for data")
         try:
-            # select() said readable, so recv() does not block on a plain socket; the socket's
+            # poll() said readable, so recv() does not block on a plain socket; the socket's
             # own timeout (set once at connect, shared with a concurrent sender thread) bounds
             # a TLS read that waits for the rest of a record.
             data = self.sock.recv(max_bytes)

@@ -25,7 +25,7 @@
 #     no such server: build your own (the README's Performance section says how ours was made).
 # Output: the detailed per-scenario figures, then the README table (Markdown), on stdout; the
 # JSON line of every run stays in the results directory named at the end when KEEP is set.
-# Bounded: 69 runs (106 with a peer server) of DURATION + WARMUP + setup (+ drain, at most 2 s,
+# Bounded: 66 runs (108 with a peer server) of DURATION + WARMUP + setup (+ drain, at most 2 s,
 # + 2 s for the RSS after it in idle and connect runs), about 12 minutes with the defaults; each run
 # is also cut off by `timeout`.
 set -euo pipefail

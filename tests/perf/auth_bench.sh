@@ -58,15 +58,7 @@ run_row() {  # $1: row name, $2: path (with ?token= for the token rooms)
     local name=$1 path=$2 run port
     for run in $(seq "$RUNS"); do
         port=$(free_port)
-        cat >"$work/wsrelay.toml" <<TOML
-[server]
-log_level = "warning"
-[[listen]]
-address = "127.0.0.1:$port"
-[limits]
-max_connections = 1000000
-max_connections_per_ip = 0
-message_rate = 0
+        { bench_config "$port"; cat <<TOML; } >"$work/wsrelay.toml"
 [auth]
 hmac_secret_file = "$work/hs256.secret"
 public_key_file = "$work/keys.pem"

@@ -141,26 +141,13 @@ start_redis() {  # sets redis_pid, redis_port
     wait_port "$redis_port" "$redis_pid" || { echo "cluster_bench.sh: redis-server did not start:" >&2; cat "$work/redis.log" >&2; exit 1; }
 }
 
-# wsrelay as run_suite.sh configures it for benchmarking (no rate or per-IP limit, send queues that
-# do not overflow here, quiet logs), plus a metrics listener and, given a Redis port, [cluster].
+# wsrelay as every perf script configures it for benchmarking (lib.sh's bench_config), plus a
+# metrics listener and, given a Redis port, [cluster].
 start_wsrelay() {  # $1: name, $2: cpu, $3: redis port or ""; sets <name>_pid, <name>_port, <name>_metrics
     local name=$1 port metrics
     port=$(free_port)
     metrics=$(free_port)
-    cat >"$work/$name.toml" <<EOF
-[server]
-log_level = "warning"
-[[listen]]
-address = "127.0.0.1:$port"
-[[listen]]
-address = "127.0.0.1:$metrics"
-metrics = true
-[limits]
-max_connections = 1000000
-max_connections_per_ip = 0
-message_rate = 0
-send_queue_bytes = 67108864
-EOF
+    { bench_config "$port"; printf '[[listen]]\naddress = "127.0.0.1:%s"\nmetrics = true\n' "$metrics"; } >"$work/$name.toml"
     # node_id stays the default, hostname:pid, as the capacity runs' envelopes assume.
     [[ -n $3 ]] && printf '[cluster]\nredis = "redis://127.0.0.1:%s"\n' "$3" >>"$work/$name.toml"
     taskset -c "$2" "$wsrelay" --config "$work/$name.toml" >"$work/$name.log" 2>&1 &

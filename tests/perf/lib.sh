@@ -26,6 +26,15 @@ wait_port() {  # $1: port, $2: the pid that should listen on it; up to 10 s for 
     return 1
 }
 
+# The configuration every perf script gives wsrelay: quiet logs, no rate or per-IP limit, room for a
+# million connections, send queues that never overflow in these runs, one listener on 127.0.0.1:$1.
+# The listener comes last, so a caller may print more of its keys (tls = true), then its own tables.
+bench_config() {  # $1: port, $2: more [server] lines (optional); prints the configuration
+    printf '[server]\nlog_level = "warning"\n%s' "${2:+$2$'\n'}"
+    printf '[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 0\nmessage_rate = 0\nsend_queue_bytes = 67108864\n'
+    printf '[[listen]]\naddress = "127.0.0.1:%s"\n' "$1"
+}
+
 raise_fd_limit() {  # $1: descriptors needed by each of the server and the generator
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $1 ]]; then

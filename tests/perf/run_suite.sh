@@ -80,21 +80,9 @@ if [[ $tls = 1 ]]; then
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 fi
 
-# wsrelay's configuration for benchmarking: no rate limit, no per-IP limit, room for IDLE
-# connections, send queues that never overflow in these scenarios, and quiet logs.
+# wsrelay's configuration for benchmarking (lib.sh's bench_config), over TLS for wss.
 write_config() {  # $1: file, $2: port, $3: tls (true/false)
-    cat >"$1" <<EOF
-[server]
-log_level = "warning"
-[[listen]]
-address = "127.0.0.1:$2"
-tls = $3
-[limits]
-max_connections = 1000000
-max_connections_per_ip = 0
-message_rate = 0
-send_queue_bytes = 67108864
-EOF
+    { bench_config "$2"; echo "tls = $3"; } >"$1"
     if [[ $3 = true ]]; then
         printf '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' "$work/cert.pem" "$work/key.pem" >>"$1"
     fi

@@ -49,9 +49,7 @@ run_row() {  # $1 workers, $2 scenario; prints one JSON line per run into $work/
     for run in $(seq "$RUNS"); do
         port=$(free_port)
         {
-            printf '[server]\nlog_level = "warning"\nworkers = %s\n' "$workers"
-            printf '[[listen]]\naddress = "127.0.0.1:%s"\n' "$port"
-            printf '[limits]\nmax_connections = 1000000\nmax_connections_per_ip = 0\nmessage_rate = 0\nsend_queue_bytes = 67108864\n'
+            bench_config "$port" "workers = $workers"
             [[ $workers != 1 ]] && printf '[cluster]\nredis = "redis://127.0.0.1:%s"\n' "$redis_port"
         } >"$work/w$workers.toml"
         "$wsrelay" --config "$work/w$workers.toml" >>"$work/w$workers.log" 2>&1 &

@@ -60,10 +60,15 @@ void Hub::unlink_room(Room* r) noexcept {
         }
 }
 
+Room* Hub::lookup(std::string_view name) noexcept {
+    if (buckets_.empty()) return nullptr;
+    for (Room* r = *bucket_of(name); r; r = r->next_)
+        if (r->name() == name) return r;
+    return nullptr;
+}
+
 Room& Hub::room(std::string_view name, const config::Config& config) {
-    if (!buckets_.empty())
-        for (Room* r = *bucket_of(name); r; r = r->next_)
-            if (r->name() == name) return *r;
+    if (Room* r = lookup(name)) return *r;
     // Up to two rooms per bucket on average: a short chain costs less than the bucket slots.
     if (room_total_ + 1 > 2 * buckets_.size()) rehash(std::max(kMinBuckets, 2 * buckets_.size()));
     Room* r = create_room(name, config.room_settings(name));
@@ -75,10 +80,8 @@ Room& Hub::room(std::string_view name, const config::Config& config) {
 }
 
 Room* Hub::find(std::string_view name) noexcept {
-    if (buckets_.empty()) return nullptr;
-    for (Room* r = *bucket_of(name); r; r = r->next_)
-        if (r->name() == name) return r->size() == 0 ? nullptr : r;
-    return nullptr;
+    Room* r = lookup(name);
+    return r && r->size() != 0 ? r : nullptr;
 }
 
 void Hub::collect_empty_rooms() {

@@ -200,6 +200,7 @@ private:
     static Room* create_room(std::string_view name, const config::RoomSettings& settings);
     static void destroy_room(Room* r) noexcept;
     Room** bucket_of(std::string_view name) noexcept;
+    Room* lookup(std::string_view name) noexcept;  // with members or not
     void rehash(size_t buckets);
     void unlink_room(Room* r) noexcept;
 

@@ -22,6 +22,12 @@ uint64_t monotonic_ns() noexcept {
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// Messages due since traffic started at `rate` per second. A --rate run has no feedback loop, so
+// pace_publishers() and pace_senders() only ever look at the clock.
+uint64_t due_messages(uint64_t elapsed_ns, uint64_t rate) noexcept {
+    return static_cast<uint64_t>(static_cast<double>(elapsed_ns) * 1e-9 * static_cast<double>(rate));
+}
+
 }  // namespace
 
 // SIGINT/SIGTERM end the run early but cleanly: the measured interval stops where it is, the
@@ -90,9 +96,8 @@ Results Driver::run() {
         case Scenario::Echo:
         case Scenario::Idle: setup_target_ = options_.connections; break;
         case Scenario::Broadcast:
-            publisher_count_ = std::max(options_.rooms, 1u);
-            publishers_.assign(publisher_count_, nullptr);
-            setup_target_ = options_.connections + publisher_count_;
+            publishers_.assign(std::max(options_.rooms, 1u), nullptr);  // one per room
+            setup_target_ = options_.connections + static_cast<uint32_t>(publishers_.size());
             break;
         case Scenario::Connect: setup_target_ = 0; break;
     }
@@ -231,7 +236,7 @@ void Driver::top_up_setup() {
     // the first of them joined, long before this.
     if (options_.scenario == Scenario::Broadcast && phase_ == Phase::Setup && open_ == options_.connections &&
         setup_started_ == options_.connections) {
-        for (uint32_t j = 0; j < publisher_count_ && phase_ == Phase::Setup; ++j) {
+        for (uint32_t j = 0; j < publishers_.size() && phase_ == Phase::Setup; ++j) {
             ++setup_started_;
             if (open_client(Role::Publisher, j, options_.publisher_target ? options_.publisher_target->path : room_for(j)))
                 publishers_[j] = live_.back();
@@ -418,12 +423,6 @@ void Driver::publish(Client& publisher, uint64_t count) {
     for (uint64_t i = 0; i < count; ++i) publisher.send_message();
     publisher.tally += count;
     if (phase_ == Phase::Measure) results_.published += count;
-}
-
-// Messages due since traffic started at `rate` per second. A --rate run has no feedback loop, so
-// these two only ever look at the clock.
-static uint64_t due_messages(uint64_t elapsed_ns, uint64_t rate) noexcept {
-    return static_cast<uint64_t>(static_cast<double>(elapsed_ns) * 1e-9 * static_cast<double>(rate));
 }
 
 void Driver::pace_publishers() {

@@ -137,7 +137,6 @@ private:
     uint32_t setup_started_ = 0;
     uint32_t connecting_ = 0;     // started, not open yet
     uint32_t open_ = 0;           // open now
-    uint32_t publisher_count_ = 0;      // broadcast: one per room
     std::vector<Client*> publishers_;   // broadcast: by index; null once finished
     std::vector<Client*> senders_;      // echo --rate: by index; null once finished
     bool rss_primed_ = false;     // idle: the first connection is up and the server's RSS was read

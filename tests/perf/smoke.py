@@ -162,6 +162,27 @@ def check(bench, name, args, pid, want, ratio=None):
     return None
 
 
+# Usage errors of the room options: exit status 2, and a message that says what is wrong.
+USAGE_ERRORS = [
+    (["idle", "-c", "5", "--rooms", "6"], "--rooms must not exceed the connections (5)"),
+    (["echo", "--rooms", "0"], "bad value for --rooms"),
+    (["idle", "--rate", "5"], "--rate is for the broadcast and echo scenarios"),
+    (["connect", "--rate", "5"], "--rate is for the broadcast and echo scenarios"),
+    (["broadcast", "--rooms", "2", "--publisher-url", "ws://127.0.0.1:1/p"],
+     "--publisher-url names one room: it cannot be combined with --rooms"),
+]
+
+
+def check_usage(bench):
+    """Returns the usage errors that were not refused as they should be."""
+    failures = []
+    for args, message in USAGE_ERRORS:
+        p = subprocess.run([bench] + args + ["ws://127.0.0.1:1/smoke"], capture_output=True, text=True, timeout=10)
+        if p.returncode != 2 or ("wsrelay-bench: " + message) not in p.stderr:
+            failures.append("usage %s: exit %d, stderr %r" % (" ".join(args), p.returncode, p.stderr[:200]))
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wsrelay", required=True)
@@ -171,7 +192,7 @@ def main():
 
     workdir = tempfile.mkdtemp(prefix="wsrelay-bench-smoke-")
     procs = []
-    failures = []
+    failures = check_usage(a.bench)
     try:
         ws, ws_port = start_wsrelay(a.wsrelay, workdir, "ws")
         procs.append(ws)

@@ -12,6 +12,11 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 script_name=$(basename "$0")
+# Whole seconds: the scripts compute their timeouts from these with shell arithmetic.
+if ! [[ $RUNS =~ ^[1-9][0-9]*$ && $DURATION =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ ]]; then
+    echo "$script_name: RUNS and DURATION must be whole numbers of at least 1, WARMUP a whole number (seconds)" >&2
+    exit 2
+fi
 
 free_port() {  # a loopback TCP port nobody listens on now
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
